@@ -1,0 +1,19 @@
+"""Jupyter-first MLOps: experiment tracking, tuning, features, registry, serving, monitoring and A/B tests from one notebook
+
+Modules:
+
+- `mlops_nb.config`: One workspace folder with embedded backends, switched to real servers by URL
+- `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast"""
+
+__version__ = "0.1.0"
+
+# The one hand-kept module: nbdev writes the docstring above and `__version__`; everything else is exported from
+# nbs/. Public names load their module on first use (see nbs/00a_lazy.ipynb), so this import stays fast.
+def __getattr__(name):
+    if name.startswith('__'): raise AttributeError(name)
+    from .lazy import lazy_attr
+    return lazy_attr(__name__, name)
+
+def __dir__():
+    from .lazy import public_names
+    return sorted({*globals(), *public_names(__name__)})
