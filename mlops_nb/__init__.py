@@ -3,7 +3,8 @@
 Modules:
 
 - `mlops_nb.config`: One workspace folder with embedded backends, switched to real servers by URL
-- `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast"""
+- `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
+- `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame"""
 
 __version__ = "0.1.0"
 
