@@ -1,5 +1,11 @@
 """Jupyter-first MLOps: experiment tracking, tuning, features, registry, serving, monitoring and A/B tests from one notebook
 
+`mlops_nb` gives a data scientist, from the same kernel, what the path from an experiment to a model in production
+needs: experiment tracking on MLflow, hyperparameter search on Optuna, a feature store, a model registry with canary
+rollouts, a model server, drift monitoring and A/B testing, with widgets to look at them, `%load_ext mlops_nb` magics
+to drive them and papermill report jobs. Everything lands in one workspace folder with embedded backends (SQLite,
+Parquet, files), so it works on a fresh machine with no server; a URL switches any backend to a real server.
+
 Modules:
 
 - `mlops_nb.cli`: The `mlops-nb` command: the demo, the settings, the runs and the MLflow UI on the workspace
