@@ -10,6 +10,7 @@ Modules:
 
 - `mlops_nb.cli`: The `mlops-nb` command: the demo, the settings, the runs and the MLflow UI on the workspace
 - `mlops_nb.config`: One workspace folder with embedded backends, switched to real servers by URL
+- `mlops_nb.datasets`: A deterministic, realistic synthetic transactions data set with fraud labels and switchable drift
 - `mlops_nb.jobs`: Notebooks as jobs: parameters checked before anything runs, every run an MLflow run, records, templates and schedules
 - `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame"""
