@@ -8,6 +8,8 @@ Parquet, files), so it works on a fresh machine with no server; a URL switches a
 
 Modules:
 
+- `mlops_nb.abtest`: A/B tests from a notebook: sticky uniform assignment, columnar recording, an analysis that is correct by default
+- `mlops_nb.abtest_stats`: The statistics behind A/B tests: Welch and proportion tests, delta-method lifts, SRM, CUPED, corrections, sequential and Bayesian views, power
 - `mlops_nb.cli`: The `mlops-nb` command: the demo, the settings, the runs and the MLflow UI on the workspace
 - `mlops_nb.config`: One workspace folder with embedded backends, switched to real servers by URL
 - `mlops_nb.datasets`: A deterministic, realistic synthetic transactions data set with fraud labels and switchable drift
