@@ -15,6 +15,8 @@ Modules:
 - `mlops_nb.datasets`: A deterministic, realistic synthetic transactions data set with fraud labels and switchable drift
 - `mlops_nb.jobs`: Notebooks as jobs: parameters checked before anything runs, every run an MLflow run, records, templates and schedules
 - `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
+- `mlops_nb.monitoring.drift`: Data and prediction drift: per-column tests chosen like Evidently's, computed once per reference, at a fraction of the cost
+- `mlops_nb.monitoring.metrics`: Prometheus metrics for models and drift, each monitor with a registry of its own; alert sinks with a cooldown
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame
 - `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision"""
 
