@@ -18,6 +18,7 @@ Modules:
 - `mlops_nb.monitoring.drift`: Data and prediction drift: per-column tests chosen like Evidently's, computed once per reference, at a fraction of the cost
 - `mlops_nb.monitoring.metrics`: Prometheus metrics for models and drift, each monitor with a registry of its own; alert sinks with a cooldown
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame
+- `mlops_nb.tuning`: Hyperparameter search on Optuna 5, one MLflow parent run per study and a child run per trial, resumable and distributed
 - `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision"""
 
 __version__ = "0.1.0"
