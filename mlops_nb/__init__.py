@@ -15,11 +15,13 @@ Modules:
 - `mlops_nb.datasets`: A deterministic, realistic synthetic transactions data set with fraud labels and switchable drift
 - `mlops_nb.jobs`: Notebooks as jobs: parameters checked before anything runs, every run an MLflow run, records, templates and schedules
 - `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
+- `mlops_nb.magics`: `%load_ext mlops_nb`: track a cell as an MLflow run, browse runs, look at A/B tests and the workspace
 - `mlops_nb.monitoring.drift`: Data and prediction drift: per-column tests chosen like Evidently's, computed once per reference, at a fraction of the cost
 - `mlops_nb.monitoring.metrics`: Prometheus metrics for models and drift, each monitor with a registry of its own; alert sinks with a cooldown
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame
 - `mlops_nb.tuning`: Hyperparameter search on Optuna 5, one MLflow parent run per study and a child run per trial, resumable and distributed
-- `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision"""
+- `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision
+- `mlops_nb.widgets.runs`: A runs browser in the notebook, on the workspace's MLflow store, with no server: filter, sort, page, compare"""
 
 __version__ = "0.1.0"
 
@@ -33,3 +35,12 @@ def __getattr__(name):
 def __dir__():
     from .lazy import public_names
     return sorted({*globals(), *public_names(__name__)})
+
+def load_ipython_extension(ip):
+    "`%load_ext mlops_nb`: the magics, imported only now"
+    from .magics import load_ipython_extension as load
+    load(ip)
+
+def unload_ipython_extension(ip):
+    from .magics import unload_ipython_extension as unload
+    unload(ip)
