@@ -16,6 +16,7 @@ Modules:
 - `mlops_nb.jobs`: Notebooks as jobs: parameters checked before anything runs, every run an MLflow run, records, templates and schedules
 - `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
 - `mlops_nb.magics`: `%load_ext mlops_nb`: track a cell as an MLflow run, browse runs, look at A/B tests and the workspace
+- `mlops_nb.models.canary`: Canary rollouts that never block a notebook: a persisted plan, guardrails on live metrics, automatic rollback, promotion
 - `mlops_nb.models.registry`: A model registry on MLflow's: versions, the `champion` alias, a recorded history of every move, one-call rollback, comparison
 - `mlops_nb.models.serving`: A FastAPI model server: single and batch predictions, validation, Prometheus metrics, canary routing, hot alias moves
 - `mlops_nb.monitoring.drift`: Data and prediction drift: per-column tests chosen like Evidently's, computed once per reference, at a fraction of the cost

@@ -66,3 +66,29 @@ def test_endpoints_validation_and_a_hot_alias_move(served):
     by_version = {s.labels['model_version'] for s in fams['ml_predictions'].samples if s.name == 'ml_predictions_total'}
     assert by_version == {'1', '2'}
     assert any(s.labels == {'endpoint': '/predict', 'status': '422'} for s in fams['ml_http_requests'].samples)
+
+
+def test_canary_split_is_sticky_and_a_failing_rollout_rolls_back(served):
+    "A rollout set in the registry reaches the live server; its guardrail fails on the server's own metrics"
+    url, reg, X, y = served
+    from mlops_nb.models.canary import CanaryDeployment
+    cd = CanaryDeployment(reg)
+    metrics = lambda: urllib.request.urlopen(url + '/metrics').read().decode()
+    cd.gradual_rollout('v2', steps=2, duration_hours=0, min_requests=30, metrics_text=metrics())   # canary v2 at 50%
+    end = time.time() + 30
+    seen = set()
+    while time.time() < end and seen != {'1', '2'}:
+        seen = {_post(url + '/predict', {'features': X.iloc[i].tolist()}, {'X-Request-Key': f'user-{i}'})[1]['model_version'] for i in range(40)}
+        time.sleep(0.3)
+    assert seen == {'1', '2'}
+    for i in range(40):        # sticky: the same key always reaches the same version
+        vs = {_post(url + '/predict', {'features': X.iloc[i].tolist()}, {'X-Request-Key': f'user-{i}'})[1]['model_version'] for _ in range(3)}
+        assert len(vs) == 1
+    for i in range(200): _post(url + '/predict', {'features': X.iloc[i % len(X)].tolist()}, {'X-Request-Key': f'k{i}'})
+    st = cd.advance(metrics())
+    assert st['status'] == 'rolled_back' and 'prediction drift' in st['reason']   # v2 always says 1
+    end = time.time() + 30
+    while time.time() < end and {_post(url + '/predict', {'features': X.iloc[i].tolist()}, {'X-Request-Key': f'user-{i}'})[1]['model_version'] for i in range(40)} != {'1'}:
+        time.sleep(0.3)
+    assert {_post(url + '/predict', {'features': X.iloc[i].tolist()}, {'X-Request-Key': f'user-{i}'})[1]['model_version'] for i in range(40)} == {'1'}
+    assert reg.current_version == '1'
