@@ -16,6 +16,7 @@ Modules:
 - `mlops_nb.features.offline`: The offline feature store: feature groups as Parquet in the workspace, atomic appends, point-in-time correct training sets
 - `mlops_nb.features.online`: The online feature store: Redis (or SQLite, the embedded default), typed values, one round trip per batch, materialisation
 - `mlops_nb.features.pipeline`: Config-driven, fitted feature transforms whose statistics are plain, versioned data: the same transform at training and serving
+- `mlops_nb.features.registry`: Versioned, executable feature definitions: immutable versions in the workspace, SQL run with DuckDB into the offline store
 - `mlops_nb.jobs`: Notebooks as jobs: parameters checked before anything runs, every run an MLflow run, records, templates and schedules
 - `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
 - `mlops_nb.magics`: `%load_ext mlops_nb`: track a cell as an MLflow run, browse runs, look at A/B tests and the workspace

@@ -52,3 +52,16 @@ def test_materialize_into_redis_incrementally(workspace, redis_url, redis_prefix
     off.write('stats', pd.DataFrame({'entity_id': ['b'], 'event_timestamp': [t0 + pd.Timedelta(hours=5)], 'amount': [9.0]}))
     assert materialize(off, on, 'stats') == 1
     assert on.get_features(['a', 'b'], ['amount'], group='stats').amount.tolist() == [3.0, 9.0]
+
+
+def test_two_processes_registering_at_once_lose_nothing(workspace, tmp_path):
+    import os, subprocess, sys
+    code = ("import sys\nfrom mlops_nb.features.registry import FeatureRegistry\nr = FeatureRegistry()\n"
+            "for i in range(25): r.register_feature('f', f'SELECT {sys.argv[1]} + {i} AS x')\n")
+    env = {**os.environ, 'MLOPS_NB_HOME': str(workspace.home)}
+    procs = [subprocess.Popen([sys.executable, '-c', code, str(k * 1000)], env=env, cwd=tmp_path) for k in (1, 2)]
+    assert all(p.wait(120) == 0 for p in procs)
+    from mlops_nb.features.registry import FeatureRegistry
+    vs = FeatureRegistry().versions('f')
+    assert [v.version for v in vs] == list(range(1, 51))
+    assert len({v.computation_logic for v in vs}) == 50
