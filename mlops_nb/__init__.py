@@ -28,6 +28,7 @@ Modules:
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame
 - `mlops_nb.tuning`: Hyperparameter search on Optuna 5, one MLflow parent run per study and a child run per trial, resumable and distributed
 - `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision
+- `mlops_nb.widgets.features`: A feature explorer in the notebook: statistics and histogram of a feature, its definition versions, an entity's online values
 - `mlops_nb.widgets.runs`: A runs browser in the notebook, on the workspace's MLflow store, with no server: filter, sort, page, compare"""
 
 __version__ = "0.1.0"
