@@ -97,3 +97,23 @@ def test_scheduler_process_runs_a_due_job(workspace, tmp_path):
     finally: stop_process(proc)
     assert _cli('schedule', 'remove', 'tick', home=workspace.home, cwd=tmp_path).returncode == 0
     assert 'tick' not in _cli('schedule', 'list', home=workspace.home, cwd=tmp_path).stdout
+
+
+def test_drift_and_abtest_templates_run_with_their_defaults_and_by_parameters(workspace, tmp_path):
+    from mlops_nb.jobs import run_notebook, list_templates
+    import numpy as np, pandas as pd
+    assert {'drift_report', 'abtest_report', 'training_report'} <= set(list_templates())
+    res = run_notebook('drift_report', timeout=300)
+    assert res.ok and res.records['dataset_drifted'] == 1 and 'amount' in res.records['drifted_columns']
+    rng = np.random.default_rng(0)
+    pd.DataFrame({'x': rng.normal(0, 1, 3000), 'c': rng.choice(['a', 'b'], 3000)}).to_parquet(tmp_path / 'ref.parquet')
+    pd.DataFrame({'x': rng.normal(0, 1, 3000), 'c': rng.choice(['a', 'b'], 3000)}).to_parquet(tmp_path / 'cur.parquet')
+    res = run_notebook('drift_report', {'reference': str(tmp_path / 'ref.parquet'), 'current': str(tmp_path / 'cur.parquet'),
+                                        'log_to_mlflow': False})
+    assert res.records['drift_share'] == 0.0 and res.records['dataset_drifted'] == 0
+    from mlops_nb.abtest import ABTest
+    t = ABTest('saved-for-report', ['a', 'b'], [0.5, 0.5], ['x'])
+    t.record_many('a', 'x', rng.normal(10, 2, 4000)); t.record_many('b', 'x', rng.normal(10.5, 2, 4000)); t.save()
+    res = run_notebook('abtest_report', {'name': 'saved-for-report'})
+    assert res.records['winner'] == 'b' and res.records['p_value_adj.x.b'] < 1e-6
+    assert run_notebook('abtest_report').records['winner'] == 'treatment'
