@@ -117,3 +117,11 @@ def test_drift_and_abtest_templates_run_with_their_defaults_and_by_parameters(wo
     res = run_notebook('abtest_report', {'name': 'saved-for-report'})
     assert res.records['winner'] == 'b' and res.records['p_value_adj.x.b'] < 1e-6
     assert run_notebook('abtest_report').records['winner'] == 'treatment'
+
+
+def test_end_to_end_walkthrough_runs_as_a_job(tmp_path):
+    "`mlops-nb demo --full`: the tutorial from raw data to an A/B report, in a fresh workspace"
+    out = _cli('demo', '--full', home=tmp_path / 'ws', cwd=tmp_path, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'roc_auc:' in out.stdout and 'ab_winner: v2' in out.stdout and "drifted_columns: ['amount'" in out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ws']
