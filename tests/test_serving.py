@@ -54,7 +54,7 @@ def test_endpoints_validation_and_a_hot_alias_move(served):
     assert json.load(urllib.request.urlopen(url + '/health')) == {'status': 'ok'}
     assert _post(url + '/predict', {'features': row[:3]}) [0] == 422
     st, e = _post(url + '/predict/batch', {'instances': [row] * 10_001}); assert st == 413 and 'limit is 10000' in e['error']
-    st, e = _post(url + '/predict', {'features': [None] * 30}); assert st == 422 and 'must be finite' in e['error'] or 'numbers' in e['error']
+    st, e = _post(url + '/predict', {'features': [None] * 30}); assert st == 422 and 'must be finite' in e['error']
     reg.set_current_version('v2', reason='test hot move')           # the server picks it up without a restart
     end = time.time() + 30
     while time.time() < end and _post(url + '/predict', {'features': row})[1]['model_version'] != '2': time.sleep(0.3)
