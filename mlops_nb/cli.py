@@ -49,7 +49,7 @@ def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by 
 
 # %% ../nbs/90_cli.ipynb #476bbdb4
 def _cmd_demo(args):
-    if not args.full: return run_demo(args.home)
+    if not args.full: run_demo(args.home); return 0
     from mlops_nb.jobs import run_notebook
     nb = Path(__file__).resolve().parent/'tutorials'/'e2e_fraud.ipynb'
     print(f"running the end-to-end walk-through {nb.name} as a job (about a minute) in {get_settings().home}", flush=True)
