@@ -142,9 +142,10 @@ def _import_quietly(name:str):
 
 @contextlib.contextmanager
 def _settings_env():
-    "Export the settings set with `configure` as environment variables, for the kernel, while the block runs"
+    "Export the workspace and the settings set with `configure` as environment variables, for the kernel, while the block runs"
     saved = dict(os.environ)
     s = get_settings()
+    os.environ['MLOPS_NB_HOME'] = str(s.home)     # resolved: the kernel runs in another folder, and must use this workspace
     for k in _overrides: os.environ[_SPECS[k][0]] = str(getattr(s, k))
     try: yield
     finally: os.environ.clear(); os.environ.update(saved)

@@ -97,6 +97,8 @@ class ModelServer:
         from mlops_nb.monitoring.metrics import MonitoringMetrics
         from prometheus_client import Counter
         self.registry = registry or ModelRegistry(name=model_name)
+        import mlflow     # models:/ URIs resolve against mlflow's global URIs: point them at our store
+        mlflow.set_registry_uri(self.registry.tracker.registry_uri); mlflow.set_tracking_uri(self.registry.tracker.tracking_uri)
         self.name, self.alias, self.reload_interval, self.max_batch = model_name, alias, reload_interval, max_batch
         self.metrics = MonitoringMetrics(model_version='*')
         self.requests = Counter('ml_http_requests', 'HTTP requests', ['endpoint', 'status'], registry=self.metrics.registry)
