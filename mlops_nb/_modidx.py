@@ -742,4 +742,5 @@ d = { 'settings': { 'branch': 'main',
                                        'mlops_nb.widgets.runs.history_figure': ( 'widgets.runs.html#history_figure',
                                                                                  'mlops_nb/widgets/runs.py'),
                                        'mlops_nb.widgets.runs.params_that_differ': ( 'widgets.runs.html#params_that_differ',
-                                                                                     'mlops_nb/widgets/runs.py')}}}
+                                                                                     'mlops_nb/widgets/runs.py'),
+                                       'mlops_nb.widgets.runs.show_figure': ('widgets.runs.html#show_figure', 'mlops_nb/widgets/runs.py')}}}

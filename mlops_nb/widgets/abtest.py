@@ -12,6 +12,7 @@ from __future__ import annotations
 import html, threading, time
 import numpy as np
 import ipywidgets as W
+from .runs import show_figure
 from IPython.display import display
 from ..abtest import ABTest, _fmt
 
@@ -83,8 +84,7 @@ def _render(self:ABTestView):
                     'adj. p', 'significant', 'note'))
     self.table.value = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     self.fig = forest_plot(df, m)
-    self.plot.clear_output(wait=True)
-    with self.plot: display(self.fig)
+    show_figure(self.plot, self.fig)
     d = self.test.get_winner()
     color = '#1b5e20' if d else '#444'
     self.decision.value = (f'<div style="color:{color}"><b>Decision: {html.escape(d.winner or "no winner")}</b> — '

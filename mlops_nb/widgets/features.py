@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import numpy as np, pandas as pd
 import ipywidgets as W
+from .runs import show_figure
 from IPython.display import display
 from ..features.offline import OfflineFeatureStore
 from ..features.online import OnlineFeatureStore
@@ -81,8 +82,7 @@ def _on_feature(self:FeatureExplorer, change=None):
     rows = ''.join(f'<tr><td>{k}</td><td>{html.escape(str(round(v, 4) if isinstance(v, float) else v))}</td></tr>' for k,v in self.current_stats.items())
     self.stats.value = f'<b>{html.escape(g)}:{html.escape(f)}</b><table>{rows}</table>'
     self.fig = feature_figure(s, f)
-    self.plot.clear_output(wait=True)
-    with self.plot: display(self.fig)
+    show_figure(self.plot, self.fig)
     self.definition.value = self._definition_html(g)
 
 @patch

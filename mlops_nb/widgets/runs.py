@@ -18,7 +18,7 @@ from IPython.display import display
 from ..tracking import ExperimentTracker
 
 # %% auto #0
-__all__ = ['params_that_differ', 'history_figure', 'RunsBrowser']
+__all__ = ['params_that_differ', 'history_figure', 'show_figure', 'RunsBrowser']
 
 # %% ../../nbs/70_widgets.runs.ipynb #93d90d6e
 def params_that_differ(runs:pd.DataFrame)->pd.DataFrame:
@@ -36,6 +36,15 @@ def history_figure(client, run_ids:list, names:list, metric:str):
     ax.set(xlabel='step', ylabel=metric, title=f'{metric} of the selected runs'); ax.grid(alpha=0.3)
     if ax.lines: ax.legend(fontsize=8)
     return fig
+
+# %% ../../nbs/70_widgets.runs.ipynb #454ae35d
+def show_figure(out:W.Output, fig):
+    "Show a matplotlib `Figure` in an `Output` widget as a PNG, the same in every front-end and kernel backend"
+    import io
+    from IPython.display import Image
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
+    out.clear_output(wait=True)
+    with out: display(Image(buf.getvalue(), format='png'))
 
 # %% ../../nbs/70_widgets.runs.ipynb #41aeade2
 class RunsBrowser(W.VBox):
@@ -62,6 +71,7 @@ class RunsBrowser(W.VBox):
         self.experiment.observe(self._on_experiment, names='value')
         self.filter.observe(lambda _: self.refresh(), names='value')
         for w in (self.sort_by, self.ascending, self.metric, self.maximize, self.page): w.observe(self._on_view, names='value')
+        self.maximize.observe(lambda ch: setattr(self.maximize, 'description', 'higher is better' if ch['new'] else 'lower is better'), names='value')
         self.select.observe(self._on_select, names='value')
         self.prev.on_click(lambda _: self._step(-1)); self.next.on_click(lambda _: self._step(1))
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -163,8 +173,7 @@ def _on_select(self:RunsBrowser, change=None):
     diff = params_that_differ(sel)
     self.compare_table.value = ('<b>Params that differ</b>' + diff.to_html(border=0)) if len(diff.columns) else '<i>the selected runs have the same params</i>'
     self.fig = history_figure(self.tracker.client, sel.run_id.tolist(), sel.run_name.tolist(), self.metric.value)
-    self.plot.clear_output(wait=True)
-    with self.plot: display(self.fig)
+    show_figure(self.plot, self.fig)
 
 @patch
 def auto_refresh(self:RunsBrowser, every:float=5.0, stop:bool=False):
