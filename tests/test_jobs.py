@@ -124,4 +124,10 @@ def test_end_to_end_walkthrough_runs_as_a_job(tmp_path):
     out = _cli('demo', '--full', home=tmp_path / 'ws', cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'roc_auc:' in out.stdout and 'ab_winner: v2' in out.stdout and "drifted_columns: ['amount'" in out.stdout
+    assert 'lineage_training_set_hash:' in out.stdout
+    lin = _cli('lineage', 'fraud-detector', 'v2', home=tmp_path / 'ws', cwd=tmp_path)
+    assert lin.returncode == 0, lin.stderr[-3000:]
+    for step in ('feature definitions  user_daily v1', 'training set         30,000 rows', 'feature pipeline', 'training run',
+                 'model version        fraud-detector v2', 'A/B test             fraud-model-v1-vs-v2'):
+        assert step in lin.stdout, lin.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ws']
