@@ -19,12 +19,15 @@ Modules:
 - `mlops_nb.features.registry`: Versioned, executable feature definitions: immutable versions in the workspace, SQL run with DuckDB into the offline store
 - `mlops_nb.jobs`: Notebooks as jobs: parameters checked before anything runs, every run an MLflow run, records, templates and schedules
 - `mlops_nb.lazy`: Top-level names that import their module on first use, so `import mlops_nb` stays fast
+- `mlops_nb.lineage`: One call from a model version back to its run, training set and feature definitions, and forward to where it is served, its rollouts and its A/B verdicts
 - `mlops_nb.magics`: `%load_ext mlops_nb`: track a cell as an MLflow run, browse runs, look at A/B tests and the workspace
 - `mlops_nb.models.canary`: Canary rollouts that never block a notebook: a persisted plan, guardrails on live metrics, automatic rollback, promotion
 - `mlops_nb.models.registry`: A model registry on MLflow's: versions, the `champion` alias, a recorded history of every move, one-call rollback, comparison
 - `mlops_nb.models.serving`: A FastAPI model server: single and batch predictions, validation, Prometheus metrics, canary routing, hot alias moves
 - `mlops_nb.monitoring.drift`: Data and prediction drift: per-column tests chosen like Evidently's, computed once per reference, at a fraction of the cost
 - `mlops_nb.monitoring.metrics`: Prometheus metrics for models and drift, each monitor with a registry of its own; alert sinks with a cooldown
+- `mlops_nb.pipeline`: The CI/CD steps as commands: validate data, check drift, train, evaluate, gate, promote, smoke test — one config file
+- `mlops_nb.scaffold`: `mlops-nb init PATH`: a new MLOps project wired to mlops_nb — pipeline config, CI workflow, starter notebooks, deployment, tests
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame
 - `mlops_nb.tuning`: Hyperparameter search on Optuna 5, one MLflow parent run per study and a child run per trial, resumable and distributed
 - `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision
