@@ -52,7 +52,7 @@ class LoadedModel:
     def info(self)->dict:
         return dict(name=self.name, version=self.version, label=self.label, alias=self.alias, uri=self.uri, flavor=self.kind,
                     features=self.columns, n_features=self.n_features, classes=self.classes,
-                    signature=None if self.signature is None else self.signature.to_dict())
+                    signature=None if self.signature is None else self.signature.to_dict(), lineage=getattr(self, 'lineage', None))
 
 # %% ../../nbs/22_models.serving.ipynb #fb1f7583
 class RequestError(ValueError):
@@ -90,6 +90,18 @@ def route(split:dict, key:str|None=None, salt:str='canary')->str:
     return list(split)[-1]
 
 # %% ../../nbs/22_models.serving.ipynb #387bf9e8
+def _run_lineage(client, run_id)->dict:
+    "What /model/info says of a version's origin: its run, the feature pipeline version and training set it was trained with"
+    import json
+    out = {'run_id': run_id}
+    try: tags = client.get_run(run_id).data.tags if run_id else {}
+    except Exception: return out
+    if 'mlops_nb.pipeline_version' in tags: out['feature_pipeline_version'] = tags['mlops_nb.pipeline_version']
+    if 'mlops_nb.training_set' in tags:
+        ts = json.loads(tags['mlops_nb.training_set']); out['training_set'] = {k: ts.get(k) for k in ('hash', 'rows', 'time_min', 'time_max')}
+    if 'mlops_nb.feature_definitions' in tags: out['feature_definitions'] = json.loads(tags['mlops_nb.feature_definitions'])
+    return out
+
 class ModelServer:
     "The models behind the HTTP API: the alias's version, canary versions, metrics"
     def __init__(self, model_name:str, alias:str='champion', *, registry=None, reload_interval:float=5.0, max_batch:int=10_000):
@@ -115,6 +127,7 @@ class ModelServer:
         v = str(mv.version)
         if v not in self.models:
             self.models[v] = LoadedModel(f'models:/{self.name}/{v}', v, self.name, alias, (mv.tags or {}).get('mlops_nb.label', v))
+            self.models[v].lineage = _run_lineage(c, mv.run_id)
         return v
 
     def _watch(self):
