@@ -125,9 +125,8 @@ def _cmd_schedule(args):
 # %% ../nbs/90_cli.ipynb #dee2eaa8
 def _cmd_serve(args):
     import uvicorn
-    from mlops_nb.config import _overrides, _SPECS
-    s = get_settings()
-    os.environ.update({_SPECS[k][0]: str(getattr(s, k)) for k in _overrides})
+    from mlops_nb.config import settings_env
+    os.environ.update(settings_env())
     os.environ.update(MLOPS_NB_SERVE_MODEL=args.model, MLOPS_NB_SERVE_ALIAS=args.alias, MLOPS_NB_SERVE_RELOAD=str(args.reload_interval))
     print(f"serving {args.model}@{args.alias} on http://{args.host}:{args.port} ({args.workers} worker(s))", flush=True)
     uvicorn.run('mlops_nb.models.serving:app_from_env', factory=True, host=args.host, port=args.port, workers=args.workers,

@@ -18,7 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit, parse_qsl, urlencode
 
 # %% auto #0
-__all__ = ['DEFAULT_HOME', 'redact', 'check_uri', 'Settings', 'get_settings', 'configure', 'ensure_dir', 'sqlite_path']
+__all__ = ['DEFAULT_HOME', 'redact', 'check_uri', 'Settings', 'get_settings', 'configure', 'settings_env', 'ensure_dir',
+           'sqlite_path']
 
 # %% ../nbs/00_config.ipynb #250699d9
 _SPECS = {
@@ -164,6 +165,12 @@ def configure(reset:bool=False, # Forget every value set from Python first
     res = _Configured(s._values, s.sources)
     res.__dict__['_previous'] = previous
     return res
+
+# %% ../nbs/00_config.ipynb #2a97a27f
+def settings_env()->dict:
+    "The environment variables that give a subprocess the settings in force here"
+    s = get_settings()
+    return {'MLOPS_NB_HOME': str(s.home), **{_SPECS[k][0]: str(getattr(s, k)) for k in _overrides}}
 
 # %% ../nbs/00_config.ipynb #9876c612
 def ensure_dir(path:str|Path)->Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast, contextlib, html, json, os, re, sys, threading, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from .config import get_settings, ensure_dir, _overrides, _SPECS, _html_table
+from .config import get_settings, ensure_dir, settings_env, _html_table
 
 # %% auto #0
 __all__ = ['RECORD_MIME', 'record', 'read_records', 'Parameter', 'notebook_parameters', 'JobParameterError', 'check_parameters',
@@ -144,9 +144,7 @@ def _import_quietly(name:str):
 def _settings_env():
     "Export the workspace and the settings set with `configure` as environment variables, for the kernel, while the block runs"
     saved = dict(os.environ)
-    s = get_settings()
-    os.environ['MLOPS_NB_HOME'] = str(s.home)     # resolved: the kernel runs in another folder, and must use this workspace
-    for k in _overrides: os.environ[_SPECS[k][0]] = str(getattr(s, k))
+    os.environ.update(settings_env())      # the home resolved: the kernel runs in another folder, and must use this workspace
     try: yield
     finally: os.environ.clear(); os.environ.update(saved)
 

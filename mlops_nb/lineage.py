@@ -13,17 +13,17 @@ SQLite store and on a tracking server, and shows up in MLflow's UI."""
 from __future__ import annotations
 import hashlib, json, html
 from datetime import datetime, timezone
-from pathlib import Path
 
 # %% auto #0
-__all__ = ['TRAINING_SET', 'FEATURE_DEFS', 'PIPELINE_VERSION', 'ABTEST_PREFIX', 'frame_hash', 'training_set_info',
-           'log_training_set', 'record_abtest', 'Lineage', 'model_lineage']
+__all__ = ['TRAINING_SET', 'FEATURE_DEFS', 'PIPELINE_VERSION', 'ABTEST_PREFIX', 'GATE', 'frame_hash', 'training_set_info',
+           'log_training_set', 'record_abtest', 'Lineage', 'run_links', 'model_lineage']
 
 # %% ../nbs/25_lineage.ipynb #7aad346d
 TRAINING_SET = 'mlops_nb.training_set'
 FEATURE_DEFS = 'mlops_nb.feature_definitions'
 PIPELINE_VERSION = 'mlops_nb.pipeline_version'
 ABTEST_PREFIX = 'mlops_nb.abtest.'
+GATE = 'mlops_nb.gate'   # the pipeline's gate verdict, on a model version
 
 def frame_hash(df)->str:
     "A content hash of a DataFrame (values and column names), 16 hex digits"
@@ -124,6 +124,11 @@ class Lineage:
         return f"<b>Lineage of {html.escape(self.model['name'])} v{self.model['number']}</b> (data → production)<table>{rows}</table>"
 
 # %% ../nbs/25_lineage.ipynb #4d45ad87
+def run_links(tags:dict)->dict:
+    "The links in a training run's tags: its training set, feature definitions and feature pipeline version"
+    return dict(training_set=json.loads(tags[TRAINING_SET]) if TRAINING_SET in tags else None,
+                features=json.loads(tags.get(FEATURE_DEFS, '[]')), pipeline_version=tags.get(PIPELINE_VERSION))
+
 def model_lineage(model_name:str, # The registered model
             version='champion', # An alias, a version label or a version number
             *, registry=None, # A `ModelRegistry` (for another store); the workspace's by default
@@ -131,32 +136,26 @@ def model_lineage(model_name:str, # The registered model
     "The whole chain of a model version, in one call"
     from mlflow.exceptions import MlflowException
     from mlops_nb.models.registry import ModelRegistry
+    from mlops_nb.models.canary import CanaryDeployment
     reg = registry or ModelRegistry(name=model_name)
     c = reg.client
-    try: mv = c.get_model_version_by_alias(model_name, str(version))
-    except MlflowException: mv = c.get_model_version(model_name, reg._number(version))
-    m = reg._mv(mv); tags = m.tags
+    m = reg._mv(c.get_model_version(model_name, reg.version_number(version))); tags = m.tags
     model = dict(name=model_name, number=m.number, label=m.version, source=m.model_path, run_id=m.run_id,
                  created=m.created_at.isoformat(), metrics=m.metrics)
-    run, ts, feats, pv = None, None, [], None
+    run, links = None, run_links({})
     if m.run_id:
         try:
             r = c.get_run(m.run_id)
-            exp = c.get_experiment(r.info.experiment_id).name
-            run = dict(run_id=r.info.run_id, name=r.info.run_name, experiment=exp, status=r.info.status,
-                       start=datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).isoformat(), params=r.data.params,
-                       metrics=r.data.metrics)
-            rt = r.data.tags
-            ts = json.loads(rt[TRAINING_SET]) if TRAINING_SET in rt else None
-            feats = json.loads(rt.get(FEATURE_DEFS, '[]')); pv = rt.get(PIPELINE_VERSION)
+            run = dict(run_id=r.info.run_id, name=r.info.run_name, experiment=c.get_experiment(r.info.experiment_id).name,
+                       status=r.info.status, start=datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).isoformat(),
+                       params=r.data.params, metrics=r.data.metrics)
+            links = run_links(r.data.tags)
         except MlflowException: run = dict(run_id=m.run_id, name=None, experiment=None, status='deleted or not reachable', metrics={})
-    rm_tags = c.get_registered_model(model_name).tags or {}
-    split = json.loads(rm_tags.get('mlops_nb.traffic_split', '{}'))
-    rollout = json.loads(rm_tags['mlops_nb.rollout']) if 'mlops_nb.rollout' in rm_tags else None
+    canary = CanaryDeployment(reg)
+    rollout = canary.status()
     if rollout and str(rollout.get('canary')) != m.number: rollout = None
     history = [h for h in reg.history() if m.number in (str(h.get('to_version')), str(h.get('from_version')))]
     abtests = [json.loads(v) for k, v in tags.items() if k.startswith(ABTEST_PREFIX)]
-    gate = json.loads(tags['mlops_nb.gate']) if 'mlops_nb.gate' in tags else None
-    return Lineage(model=model, run=run, training_set=ts, features=feats, pipeline_version=pv,
-                   serving=dict(aliases=m.aliases, canary_share=float(split.get(m.number, 0) or 0)),
-                   rollout=rollout, history=history, abtests=abtests, gate=gate)
+    return Lineage(model=model, run=run, **links,
+                   serving=dict(aliases=m.aliases, canary_share=float(canary.traffic_split.get(m.number, 0) or 0)),
+                   rollout=rollout, history=history, abtests=abtests, gate=json.loads(tags[GATE]) if GATE in tags else None)

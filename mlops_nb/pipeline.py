@@ -16,16 +16,16 @@ So each step can run in its own CI job, on another machine, as long as they shar
 
 # %% ../nbs/86_pipeline.ipynb #8f8e0ed9
 from __future__ import annotations
-import hashlib, importlib, json, os, socket, subprocess, sys, time
+import importlib, json, os, socket, subprocess, sys, time
 from pathlib import Path
-from .config import get_settings
-from .lineage import frame_hash
+from .config import configure, get_settings, settings_env
+from .lineage import frame_hash, GATE
 
 # %% auto #0
 __all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigError', 'PipelineCheckFailed', 'PipelineConfig',
-           'parse_config', 'load_config', 'read_table', 'split_data', 'data_schema', 'validate_data', 'check_drift',
-           'make_estimator', 'train', 'evaluate', 'gate', 'datetime_now', 'promote', 'start_server', 'stop_server',
-           'smoke_test', 'run_step']
+           'parse_config', 'load_config', 'load_project', 'read_table', 'split_data', 'data_hash', 'data_schema',
+           'validate_data', 'check_drift', 'make_estimator', 'train', 'evaluate', 'gate', 'promote', 'start_server',
+           'stop_server', 'smoke_test', 'run_step']
 
 # %% ../nbs/86_pipeline.ipynb #b0bc1d16
 EXAMPLE_CONFIG = """\
@@ -114,6 +114,15 @@ def load_config(path='mlops.yaml')->PipelineConfig:
     except yaml.YAMLError as e: raise PipelineConfigError(f"{p}: not valid YAML: {e}") from None
     return parse_config(data, p.resolve().parent, str(p))
 
+def load_project(project='', # The project folder; by default the nearest folder at or above this one with an mlops.yaml
+                )->PipelineConfig:
+    "A project's config, for a notebook inside it: its workspace is `<project>/mlops_workspace` unless one was set"
+    here = Path.cwd()
+    root = Path(project) if project else next((p for p in [here, *here.parents] if (p/'mlops.yaml').exists()), None)
+    if root is None: raise PipelineConfigError(f"no mlops.yaml in {here} or a folder above it: pass the project folder")
+    if get_settings().sources['home'] == 'default': configure(home=root/'mlops_workspace')
+    return load_config(root/'mlops.yaml')
+
 # %% ../nbs/86_pipeline.ipynb #a3f3d4a5
 def read_table(path:Path):
     "A DataFrame from a .parquet or .csv file, with a clear error when it is missing"
@@ -141,7 +150,12 @@ def split_data(cfg:PipelineConfig, df=None)->tuple:
         strat = y if y.nunique() <= 20 and y.value_counts().min() >= 2 else None
         train_idx, test_idx = train_test_split(np.arange(len(df)), test_size=n_test, random_state=s['seed'], stratify=strat)
     X = df[feats]
-    return X.iloc[train_idx], X.iloc[test_idx], y.iloc[train_idx], y.iloc[test_idx], frame_hash(df[[*feats, target]])
+    return X.iloc[train_idx], X.iloc[test_idx], y.iloc[train_idx], y.iloc[test_idx], data_hash(cfg, df)
+
+def data_hash(cfg:PipelineConfig, df=None)->str:
+    "The hash of the model's columns (features and target) of the training data: what an evaluation is tied to"
+    df = read_table(cfg.path('train')) if df is None else df
+    return frame_hash(df[[*cfg.features, cfg['data']['target']]])
 
 # %% ../nbs/86_pipeline.ipynb #5865e2c1
 _DTYPES = {'float': 'float64', 'int': 'int64', 'str': 'str', 'bool': 'bool', 'category': 'category'}
@@ -170,8 +184,7 @@ def _problems(err, limit:int=10)->list:
             lines.append(f"  - {col}: its dtype is {g.failure_case.iloc[0]}; the schema says {check[7:-2]}"); continue
         ex = ', '.join(map(repr, g.failure_case.head(3).tolist()))
         rows = [int(i) for i in g['index'].dropna().head(3)] if 'index' in g else []
-        what = (f"{len(g)} row(s) fail {check}, e.g. {ex}" + (f" (rows {rows})" if rows else '')) if len(rows) else f"{check}: {ex}"
-        lines.append(f"  - {col}: {what}")
+        lines.append(f"  - {col}: " + (f"{len(g)} row(s) fail {check}, e.g. {ex} (rows {rows})" if rows else f"{check}: {ex}"))
     return lines[:limit] + ([f"  - … and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 def validate_data(cfg:PipelineConfig, say=print)->dict:
@@ -244,14 +257,14 @@ def train(cfg:PipelineConfig, say=print)->dict:
     "Train, track, register a new version and make it the challenger"
     from mlops_nb.tracking import ExperimentTracker, train_model_with_tracking
     from mlops_nb.lineage import log_training_set
-    X_tr, X_te, y_tr, y_te, h = split_data(cfg)
+    df = read_table(cfg.path('train'))
+    X_tr, X_te, y_tr, y_te, h = split_data(cfg, df)
     est = make_estimator(cfg['model']['estimator'], cfg['model']['params'])
     tracker = ExperimentTracker(experiment_name=cfg['model']['experiment'])
     t0 = time.perf_counter()
     _, metrics, run_id = train_model_with_tracking(est, X_tr, y_tr, X_te, y_te, tracker=tracker, learning_curve=False,
                                                    run_name=f"pipeline-train-{cfg['model']['name']}")
-    df = read_table(cfg.path('train'))[[*cfg.features, cfg['data']['target']]]
-    log_training_set(df, tracker=tracker, run_id=run_id, source=cfg['data']['train'], time_column=cfg['split'].get('time_column'))
+    log_training_set(df[[*cfg.features, cfg['data']['target']]], tracker=tracker, run_id=run_id, source=cfg['data']['train'], time_column=cfg['split'].get('time_column'))
     tracker.set_tags({'mlops_nb.pipeline.config': cfg.source, 'mlops_nb.pipeline.data_hash': h}, run_id=run_id)
     reg = _registry(cfg)
     mv = reg.register_model(None, f'runs:/{run_id}/model', description=f'trained by mlops-nb pipeline train on {cfg["data"]["train"]}')
@@ -264,17 +277,11 @@ def train(cfg:PipelineConfig, say=print)->dict:
 
 # %% ../nbs/86_pipeline.ipynb #e06f8e5e
 def _resolve(reg, version)->str:
-    "The version number of an alias, label or number"
-    from mlflow.exceptions import MlflowException
-    try: return str(reg.client.get_model_version_by_alias(reg.name, str(version)).version)
-    except MlflowException: pass
-    try: return reg._number(version)
+    "The version number of an alias, label or number; a failed check (with what to do) when there is none"
+    try: return reg.version_number(version)
     except ValueError as e: raise PipelineCheckFailed(f"{e}. Run `mlops-nb pipeline train` first.") from None
 
-def _load_sklearn(reg, number):
-    import mlflow
-    mlflow.set_registry_uri(reg.tracker.registry_uri); mlflow.set_tracking_uri(reg.tracker.tracking_uri)
-    return mlflow.sklearn.load_model(f'models:/{reg.name}/{number}')
+def _load_sklearn(reg, number): return reg.load_model(number, flavor='sklearn')[0]
 
 def evaluate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
     "Score a version (and the champion) on the holdout set; record the metrics on the version"
@@ -299,7 +306,7 @@ def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
     tags = reg.client.get_model_version(reg.name, number).tags or {}
     if 'eval.data_hash' not in tags:
         raise PipelineCheckFailed(f"gate FAILED: {reg.name} version {number} was not evaluated: run `mlops-nb pipeline evaluate` first")
-    h = split_data(cfg)[-1]
+    h = data_hash(cfg)
     if tags['eval.data_hash'] != h:
         raise PipelineCheckFailed(f"gate FAILED: version {number} was evaluated on data {tags['eval.data_hash']}, the data is now {h}: "
                                   "run `mlops-nb pipeline evaluate` again")
@@ -320,8 +327,8 @@ def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
             (checks if ok else failures).append(f"{name} {v:.4f} vs champion v{tags.get('eval.champion_version')} {champ[name]:.4f} "
                                                 f"({'within' if ok else 'worse than'} the allowed regression {reg_max})")
     passed = not failures
-    verdict = dict(passed=passed, checks=checks, failures=failures, time=datetime_now())
-    reg.client.set_model_version_tag(reg.name, number, 'mlops_nb.gate', json.dumps(verdict))
+    verdict = dict(passed=passed, checks=checks, failures=failures, time=_now())
+    reg.client.set_model_version_tag(reg.name, number, GATE, json.dumps(verdict))
     for c in checks: say(f"  ok    {c}")
     for f in failures: say(f"  FAIL  {f}")
     if not passed:
@@ -330,7 +337,7 @@ def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
     say(f"gate: {reg.name} version {number} passed {len(checks)} check(s)")
     return dict(version=number, **verdict)
 
-def datetime_now()->str:
+def _now()->str:
     from datetime import datetime, timezone
     return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
@@ -338,12 +345,13 @@ def datetime_now()->str:
 def promote(cfg:PipelineConfig, version:str=CHALLENGER, force:bool=False, say=print)->dict:
     "Make a version that passed the gate the champion"
     reg = _registry(cfg); number = _resolve(reg, version)
-    g = json.loads((reg.client.get_model_version(reg.name, number).tags or {}).get('mlops_nb.gate', 'null') or 'null')
-    if not force and not (g and g.get('passed')):
+    g = json.loads((reg.client.get_model_version(reg.name, number).tags or {}).get(GATE, 'null'))
+    passed = bool(g and g.get('passed'))
+    if not force and not passed:
         why = 'has no gate verdict: run `mlops-nb pipeline gate` first' if g is None else 'failed its gate: ' + '; '.join(g['failures'])
         raise PipelineCheckFailed(f"promote FAILED: {reg.name} version {number} {why} (or pass --force to promote anyway)")
     old = reg.current_version
-    reason = 'pipeline promote: ' + ('FORCED, gate not passed' if not (g and g.get('passed')) else 'gate passed (' + '; '.join(g['checks'][:3]) + ')')
+    reason = 'pipeline promote: ' + ('FORCED, gate not passed' if not passed else 'gate passed (' + '; '.join(g['checks'][:3]) + ')')
     reg.set_alias(CHAMPION, number, reason=reason)
     from mlflow.exceptions import MlflowException
     try:
@@ -372,9 +380,8 @@ def _free_port()->int:
 
 def start_server(model:str, alias:str=CHAMPION, port:int|None=None, timeout:float=120.0)->tuple:
     "Start `mlops-nb serve` in a subprocess on loopback; `(process, base url)` once it is ready"
-    from mlops_nb.config import _SPECS
     port = port or _free_port()
-    s = get_settings(); env = {**os.environ, **{v[0]: str(getattr(s, k)) for k, v in _SPECS.items() if getattr(s, k, None)}}
+    env = {**os.environ, **settings_env()}
     argv = [sys.executable, '-c', 'import sys; from mlops_nb.cli import main; sys.exit(main(sys.argv[1:]))',
             'serve', model, '--alias', alias, '--port', str(port), '--reload-interval', '0']
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

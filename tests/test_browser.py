@@ -191,7 +191,7 @@ def drive_the_widgets(lab, page):
     assert 'avg_amount' in fx.inner_text() and 'user_spend' in fx.inner_text()
     before = fx.inner_text()
     fx.locator('.widget-dropdown select').nth(1).select_option('n_tx')
-    page.wait_for_function("(el) => el.innerText.includes('n_tx: distribution') || el.innerText.includes('n_tx')", arg=fx.element_handle(), timeout=30_000)
+    wait_text(page, fx, 'user_spend:n_tx')                        # the statistics' heading (not the dropdown's options)
     fx.locator('input[placeholder="entity id"]').fill(lab['entity'])
     fx.get_by_role('button', name='online values').click()
     fx.get_by_text(lab['entity']).last.wait_for(timeout=30_000)
@@ -203,8 +203,12 @@ def drive_the_widgets(lab, page):
     ab.get_by_text('A/B test: homepage').wait_for(timeout=60_000)
     ab.locator('img').first.wait_for(timeout=30_000)            # the forest plot
     assert 'hero-a' in ab.inner_text() and 'signup' in ab.inner_text()
+    table = ab.locator('table').first
+    before = table.inner_text()
+    assert '60.' not in before                                    # signup means are shares, around 0.1
     ab.locator('.widget-dropdown select').first.select_option('time_on_page')
-    page.wait_for_function("(el) => el.innerText.includes('time_on_page') && !el.innerText.includes('signup\\t')", arg=ab.element_handle(), timeout=30_000)
+    page.wait_for_function("([el, t]) => el.innerText !== t", arg=[table.element_handle(), before], timeout=30_000)
+    assert '60.' in table.inner_text()                            # time_on_page: the control's mean is about 60 s
     shot(ab, 'abtest_view')
     page.screenshot(path=str(SHOTS / 'notebook.png'), full_page=True)
 

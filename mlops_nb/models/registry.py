@@ -166,11 +166,18 @@ def compare_versions(self:ModelRegistry, version1, version2)->dict:
 
 # %% ../../nbs/20_models.registry.ipynb #c60c2808
 @patch
-def load_model(self:ModelRegistry, alias_or_version=CHAMPION):
-    "The pyfunc model of an alias or version, and its `ModelVersion`"
-    import mlflow
+def version_number(self:ModelRegistry, alias_or_version=CHAMPION)->str:
+    "The MLflow version number of an alias, a version label or a number; a clear error when there is none"
     from mlflow.exceptions import MlflowException
+    try: return str(self.client.get_model_version_by_alias(self.name, str(alias_or_version)).version)
+    except MlflowException: return self._number(alias_or_version)
+
+@patch
+def load_model(self:ModelRegistry, alias_or_version=CHAMPION,
+               flavor:str='pyfunc', # 'pyfunc', or 'sklearn' for the estimator itself (with `predict_proba`)
+              ):
+    "The model of an alias or version, and its `ModelVersion`"
+    import mlflow
     mlflow.set_registry_uri(self.tracker.registry_uri); mlflow.set_tracking_uri(self.tracker.tracking_uri)
-    try: mv = self.client.get_model_version_by_alias(self.name, str(alias_or_version))
-    except MlflowException: mv = self.client.get_model_version(self.name, self._number(alias_or_version))
-    return mlflow.pyfunc.load_model(f'models:/{self.name}/{mv.version}'), self._mv(mv)
+    mv = self.client.get_model_version(self.name, self.version_number(alias_or_version))
+    return getattr(mlflow, flavor).load_model(f'models:/{self.name}/{mv.version}'), self._mv(mv)

@@ -91,16 +91,11 @@ def route(split:dict, key:str|None=None, salt:str='canary')->str:
 
 # %% ../../nbs/22_models.serving.ipynb #387bf9e8
 def _run_lineage(client, run_id)->dict:
-    "What /model/info says of a version's origin: its run, the feature pipeline version and training set it was trained with"
-    import json
-    out = {'run_id': run_id}
+    "What /model/info says of a version's origin: its run and the links it carries (see `mlops_nb.lineage`)"
+    from mlops_nb.lineage import run_links
     try: tags = client.get_run(run_id).data.tags if run_id else {}
-    except Exception: return out
-    if 'mlops_nb.pipeline_version' in tags: out['feature_pipeline_version'] = tags['mlops_nb.pipeline_version']
-    if 'mlops_nb.training_set' in tags:
-        ts = json.loads(tags['mlops_nb.training_set']); out['training_set'] = {k: ts.get(k) for k in ('hash', 'rows', 'time_min', 'time_max')}
-    if 'mlops_nb.feature_definitions' in tags: out['feature_definitions'] = json.loads(tags['mlops_nb.feature_definitions'])
-    return out
+    except Exception: tags = {}
+    return {'run_id': run_id, **run_links(tags)}
 
 class ModelServer:
     "The models behind the HTTP API: the alias's version, canary versions, metrics"
