@@ -490,7 +490,7 @@ def _take(X, idx): return X.iloc[idx] if hasattr(X, 'iloc') else X[idx]
 def learning_curve_figure(model, X, y, *, cv:int=3, max_rows:int=5000, random_state:int=0):
     "Training and cross-validation score against the number of training examples"
     import numpy as np
-    from matplotlib.figure import Figure
+    from mlops_nb.figures import new_figure
     from sklearn.base import clone
     from sklearn.model_selection import learning_curve
     n = len(y)
@@ -499,7 +499,7 @@ def learning_curve_figure(model, X, y, *, cv:int=3, max_rows:int=5000, random_st
         X, y = _take(X, idx), _take(y, idx) if hasattr(y, 'iloc') else np.asarray(y)[idx]
     sizes, tr, va = learning_curve(clone(model), X, y, cv=cv, train_sizes=np.linspace(0.2, 1.0, 5),
                                    shuffle=True, random_state=random_state)
-    fig = Figure(figsize=(6, 4), layout='constrained')
+    fig = new_figure(figsize=(6, 4), layout='constrained')
     ax = fig.subplots()
     for s,lbl in ((tr, 'training'), (va, 'cross-validation')):
         ax.plot(sizes, s.mean(1), 'o-', label=lbl)
@@ -527,11 +527,11 @@ def _importances(model, X, y):
 def feature_importance_figure(model, X, y, *, top:int=20):
     "Bar chart of the `top` most important features (permutation importance where the model has none)"
     import numpy as np
-    from matplotlib.figure import Figure
+    from mlops_nb.figures import new_figure
     imp, kind = _importances(model, X, y)
     names = _names(X)
     order = np.argsort(imp)[::-1][:top][::-1]
-    fig = Figure(figsize=(6, max(2.5, 0.3*len(order)+1)), layout='constrained')
+    fig = new_figure(figsize=(6, max(2.5, 0.3*len(order)+1)), layout='constrained')
     ax = fig.subplots()
     ax.barh([names[i] for i in order], imp[order])
     ax.set(xlabel=kind, title=f'Feature importance: {type(model).__name__}')

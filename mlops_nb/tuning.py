@@ -234,9 +234,9 @@ def get_importance(self:HyperparameterOptimizer)->dict:
 
 def history_figure(study, metric:str='value'):
     "Each trial's value and the best value so far, against the trial number"
-    from matplotlib.figure import Figure
+    from mlops_nb.figures import new_figure
     done = [t for t in study.trials if t.state.name == 'COMPLETE']
-    fig = Figure(figsize=(6, 3.5), layout='constrained'); ax = fig.subplots()
+    fig = new_figure(figsize=(6, 3.5), layout='constrained'); ax = fig.subplots()
     if done:
         x, y = [t.number for t in done], [t.value for t in done]
         best = (max if study.direction.name == 'MAXIMIZE' else min)

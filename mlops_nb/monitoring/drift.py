@@ -309,9 +309,9 @@ def _repr_mimebundle_(self:DriftReport, include=None, exclude=None):
 @patch
 def plot(self:DriftReport, columns:list|None=None, max_columns:int=6):
     "Reference against current distributions of the drifted columns (or `columns`)"
-    from matplotlib.figure import Figure
+    from mlops_nb.figures import new_figure
     cols = (columns or self.drifted_columns)[:max_columns]
-    fig = Figure(figsize=(4*max(1, min(3, len(cols))), 3*max(1, math.ceil(len(cols)/3))), layout='constrained')
+    fig = new_figure(figsize=(4*max(1, min(3, len(cols))), 3*max(1, math.ceil(len(cols)/3))), layout='constrained')
     if not cols: fig.text(0.5, 0.5, 'no drifted columns', ha='center'); return fig
     axs = np.atleast_1d(fig.subplots(math.ceil(len(cols)/3), min(3, len(cols)))).ravel()
     for ax, c in zip(axs, cols):

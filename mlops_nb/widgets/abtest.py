@@ -22,9 +22,9 @@ __all__ = ['forest_plot', 'ABTestView']
 # %% ../../nbs/72_widgets.abtest.ipynb #868c17f4
 def forest_plot(frame, selected:str|None=None):
     "Relative lift of every metric × treatment with its interval; the `selected` metric in colour"
-    from matplotlib.figure import Figure
+    from mlops_nb.figures import new_figure
     df = frame.iloc[::-1]
-    fig = Figure(figsize=(7, 0.45*len(df) + 1.3), layout='constrained')
+    fig = new_figure(figsize=(7, 0.45*len(df) + 1.3), layout='constrained')
     ax = fig.subplots()
     for i, (_, r) in enumerate(df.iterrows()):
         c = ('#2a9d8f' if r.significant else '#264653') if (selected is None or r.metric == selected) else '#bbbbbb'

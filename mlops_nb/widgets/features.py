@@ -33,8 +33,8 @@ def feature_stats(s:pd.Series)->dict:
 
 def feature_figure(s:pd.Series, name:str):
     "A histogram of a numeric feature, or a bar chart of its top categories"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(6, 3.2), layout='constrained'); ax = fig.subplots()
+    from mlops_nb.figures import new_figure
+    fig = new_figure(figsize=(6, 3.2), layout='constrained'); ax = fig.subplots()
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         ax.hist(s.dropna().astype(float), bins=40, color='#2a9d8f'); ax.set(xlabel=name, ylabel='rows')
     else:

@@ -28,8 +28,8 @@ def params_that_differ(runs:pd.DataFrame)->pd.DataFrame:
 
 def history_figure(client, run_ids:list, names:list, metric:str):
     "The history of `metric` for each run, against the step, on one chart"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 3.6), layout='constrained'); ax = fig.subplots()
+    from mlops_nb.figures import new_figure
+    fig = new_figure(figsize=(7, 3.6), layout='constrained'); ax = fig.subplots()
     for rid, name in zip(run_ids, names):
         h = sorted(client.get_metric_history(rid, metric), key=lambda m: (m.step, m.timestamp))
         if h: ax.plot([m.step for m in h], [m.value for m in h], marker='o' if len(h) < 30 else None, ms=3, label=name)
