@@ -43,3 +43,17 @@ def test_webhook_sink_posts_one_alert_per_incident():
     assert got[0]['name'] == 'PredictionDrift' and got[0]['labels'] == {'model_version': 'v1'}
     fams = {f.name: f for f in text_string_to_metric_families(mon.metrics.exposition().decode())}
     assert {s.labels['prediction_class']: s.value for s in fams['ml_prediction_distribution'].samples} == {'0': 0.6, '1': 0.4}
+
+
+def test_empty_parquet_batch_fails_the_drift_check(tmp_path):
+    "The scaffold's case: a 0-row data/current.parquet is a failed check that names every column, never 'not drifted'"
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({'amount': rng.normal(50, 10, 3000), 'country': rng.choice(['de', 'fr'], 3000), 'n': rng.integers(0, 8, 3000)})
+    ref.iloc[:0].to_parquet(tmp_path / 'current.parquet')
+    rep = DataDriftDetector(ref).report(pd.read_parquet(tmp_path / 'current.parquet'))
+    assert rep.untested == {c: 'no rows in current data' for c in ref.columns}
+    assert rep.passed is False and rep.dataset_drift is False and rep.drifted_columns == []
+    assert 'not drifted' not in repr(rep) and 'could not test 3 of 3 columns' in rep.headline
+    ok = DataDriftDetector(ref).report(ref.sample(1000, random_state=1))
+    assert ok.untested == {} and ok.passed is True and 'data set not drifted' in ok.headline
+    assert ok.table.set_index('column').test.to_dict() == {'amount': 'wasserstein', 'country': 'jensenshannon', 'n': 'jensenshannon'}
