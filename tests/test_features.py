@@ -1,4 +1,7 @@
-"The online store against the real Redis: typed values, TTLs, pipelined bulk writes, errors that hide passwords; materialisation"
+"""The feature stores against real Redis and real processes: typed values, TTLs, pipelined bulk writes, errors that hide passwords;
+materialisation with late data; writers killed with SIGKILL or racing to create a group; compaction under concurrent readers"""
+import os, signal, subprocess, sys, time
+from pathlib import Path
 import numpy as np, pandas as pd, pytest, redis
 from mlops_nb.features.online import OnlineFeatureStore, materialize
 from mlops_nb.features.offline import OfflineFeatureStore
@@ -65,3 +68,169 @@ def test_two_processes_registering_at_once_lose_nothing(workspace, tmp_path):
     vs = FeatureRegistry().versions('f')
     assert [v.version for v in vs] == list(range(1, 51))
     assert len({v.computation_logic for v in vs}) == 50
+
+
+# ---------------------------------------------------------------- hardening: writers killed or racing, late data, small files, TTLs
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _py(code, *args, env=None):
+    return subprocess.Popen([sys.executable, '-c', code, *map(str, args)], env={**os.environ, 'PYTHONPATH': str(ROOT), **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+_BIG_WRITER = """
+import sys, numpy as np, pandas as pd
+from mlops_nb.features.offline import OfflineFeatureStore
+s = OfflineFeatureStore(sys.argv[1]); n = int(sys.argv[2])
+df = pd.DataFrame({'entity_id': np.arange(n).astype(str), 'event_timestamp': pd.Timestamp('2026-01-01', tz='UTC') + pd.to_timedelta(np.arange(n), unit='s'),
+                   **{f'x{i}': np.random.default_rng(i).normal(size=n) for i in range(4)}})
+for _ in range(int(sys.argv[3])): s.write('big', df)
+print('done')
+"""
+
+
+def test_a_killed_writer_leaves_no_temp_files_and_a_live_one_is_left_alone(tmp_path):
+    store = tmp_path / 'store'
+    from mlops_nb.features.offline import OfflineFeatureStore
+    kills = 0
+    for _ in range(3):                                       # kill -9 while a part-*.tmp is being written
+        p = _py(_BIG_WRITER, store, 400_000, 1000)
+        end = time.time() + 60
+        while time.time() < end and not list((store / 'big').glob('part-*.tmp')): time.sleep(0.005)
+        os.kill(p.pid, signal.SIGKILL); p.wait()
+        kills += bool(list((store / 'big').glob('part-*.tmp')))
+    assert kills >= 1                                        # at least one kill left a temp file behind
+    s = OfflineFeatureStore(store)                           # opening the store removes them
+    assert s.removed_leftovers >= 1 and not list((store / 'big').glob('*.tmp'))
+    n = len(s.read('big')); assert n % 400_000 == 0          # whole appends only
+    p = _py(_BIG_WRITER, store, 200_000, 6)                  # a live writer's temp files are never taken from it
+    while p.poll() is None: OfflineFeatureStore(store); time.sleep(0.01)
+    out, err = p.communicate()
+    assert p.returncode == 0 and 'done' in out, err
+    assert len(OfflineFeatureStore(store).read('big')) == n + 6 * 200_000
+
+
+_CREATOR = """
+import sys, time, pandas as pd
+from mlops_nb.features.offline import OfflineFeatureStore
+store, group, who, col, kind, at = sys.argv[1:7]
+vals = [1.0, 2.0] if kind == 'float' else ['a', 'b']
+df = pd.DataFrame({'entity_id': [who + '1', who + '2'], 'event_timestamp': [pd.Timestamp('2026-01-01', tz='UTC')] * 2, col: vals})
+while time.time() < float(at): pass
+try: OfflineFeatureStore(store).write(group, df); print('ok')
+except (ValueError, TypeError) as e: print('refused:', e)
+"""
+
+
+@pytest.mark.parametrize('a,b', [(('x', 'float'), ('x', 'float')), (('x', 'float'), ('y', 'float')), (('x', 'float'), ('x', 'str'))])
+def test_two_processes_creating_one_group_agree_or_one_is_refused(tmp_path, a, b):
+    from mlops_nb.features.offline import OfflineFeatureStore
+    store = tmp_path / 'store'
+    for rnd in range(4):
+        at = time.time() + 1.5                               # both start the write at the same instant
+        procs = [_py(_CREATOR, store, f'g{rnd}', who, *spec, at) for who, spec in (('p', a), ('q', b))]
+        outs = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), outs
+        said = [o.strip() for o, _ in outs]
+        s = OfflineFeatureStore(store)
+        df = s.read(f'g{rnd}')                               # readable whatever happened
+        if a == b:
+            assert said == ['ok', 'ok'] and sorted(df.entity_id) == ['p1', 'p2', 'q1', 'q2']
+        else:
+            assert sorted(x[:3] for x in said) == ['ok', 'ref'], said
+            winner = 'pq'[said.index('ok')]
+            assert sorted(df.entity_id) == [winner + '1', winner + '2']
+            assert ('has features' in ''.join(said)) or ('is stored as' in ''.join(said))
+        assert not list((store / f'g{rnd}').glob('*.tmp'))
+
+
+def test_materialize_late_rows_and_backfills_reach_redis(workspace, redis_url, redis_prefix):
+    off = OfflineFeatureStore(compact_after=None)
+    t0 = pd.Timestamp('2026-03-01', tz='UTC')
+    on = OnlineFeatureStore(redis_url, prefix=redis_prefix.rstrip(':'))
+    w = lambda e, h, v: off.write('late', pd.DataFrame({'entity_id': e, 'event_timestamp': [t0 + pd.Timedelta(hours=x) for x in h], 'amount': v}))
+    w(['a', 'b'], [5, 6], [1.0, 2.0])
+    assert materialize(off, on, 'late') == 2
+    w(['c', 'b', 'a'], [1, 2, 7], [999.0, -1.0, 3.0])         # late: c is new, b's row is older than b's latest, a's is newer
+    assert materialize(off, on, 'late') == 2
+    assert on.get_features(['a', 'b', 'c'], ['amount'], group='late').amount.tolist() == [3.0, 2.0, 999.0]
+    off.compact('late')                                       # the same rows in other files: nothing to write
+    assert materialize(off, on, 'late') == 0
+    w(['b'], [6], [42.0])                                    # a correction at the same time: the last written wins
+    assert materialize(off, on, 'late') == 1
+    assert on.get_features(['b'], ['amount'], group='late').amount.tolist() == [42.0]
+    on2 = OnlineFeatureStore(redis_url, prefix=redis_prefix + 'other')   # another store on the same Redis keeps its own books
+    assert materialize(off, on2, 'late') == 3
+
+
+_APPENDER = """
+import sys, pandas as pd
+from mlops_nb.features.offline import OfflineFeatureStore
+s = OfflineFeatureStore(sys.argv[1], compact_after=int(sys.argv[3]))
+for i in range(int(sys.argv[2])):
+    s.write('feed', pd.DataFrame({'entity_id': [f'e{i % 7}'], 'event_timestamp': [pd.Timestamp('2026-01-01', tz='UTC') + pd.Timedelta(seconds=i)], 'v': [float(i)]}))
+print('done')
+"""
+_READER = """
+import sys, time
+from mlops_nb.features.offline import OfflineFeatureStore
+s = OfflineFeatureStore(sys.argv[1]); last, reads = 0, 0
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try: df = s.read('feed')
+    except KeyError: continue
+    s._cache.clear()
+    assert not df.duplicated(['entity_id', 'event_timestamp']).any(), 'a row read twice'
+    assert len(df) >= last, f'rows went from {last} to {len(df)}'
+    assert df.v.tolist() == sorted(df.v.tolist()) and (len(df) == 0 or df.v.iloc[-1] == len(df) - 1), 'a row missing'
+    last, reads = len(df), reads + 1
+print('reads', reads, 'rows', last)
+"""
+_COMPACTOR = """
+import sys, time
+from mlops_nb.features.offline import OfflineFeatureStore
+s = OfflineFeatureStore(sys.argv[1]); end = time.time() + float(sys.argv[2]); n = 0
+while time.time() < end:
+    try: n += s.compact('feed')
+    except KeyError: pass
+    time.sleep(0.05)
+print('replaced', n)
+"""
+
+
+def test_many_small_appends_are_compacted_without_breaking_readers(tmp_path):
+    store = tmp_path / 'store'
+    w = _py(_APPENDER, store, 300, 16)
+    rd, cp = _py(_READER, store, 8), _py(_COMPACTOR, store, 8)
+    outs = [p.communicate(timeout=180) for p in (w, rd, cp)]
+    assert [p.returncode for p in (w, rd, cp)] == [0, 0, 0], outs
+    assert int(outs[1][0].split()[1]) > 5                   # the reader really read while files were swapped
+    from mlops_nb.features.offline import OfflineFeatureStore
+    s = OfflineFeatureStore(store)
+    files = s._files('feed')
+    assert len(files) <= 17                                  # not 300 files
+    df = s.read('feed')
+    assert df.v.tolist() == [float(i) for i in range(300)]   # every append exactly once, in order
+    assert int(outs[2][0].split()[1]) > 0                   # the on-demand compactions replaced files as they went
+    s.compact('feed'); assert len(s._files('feed')) == 1
+    assert len(list((store / 'feed').glob('part-*'))) == 1   # the replaced files are gone
+    assert s.get_features(['e3'], ['v']).v.tolist() == [297.0]
+
+
+def test_online_ttls_agree_on_redis_and_sqlite_and_keys_never_collide(workspace, redis_url, redis_prefix):
+    rs = OnlineFeatureStore(redis_url, prefix=redis_prefix.rstrip(':'))
+    sq = OnlineFeatureStore()
+    for s in (rs, sq):
+        for bad, msg in (('0s', 'is under 1 second'), ('0.5s', 'is under 1 second'), ('-1s', 'is negative'), ('soon', 'ttl must be a duration')):
+            with pytest.raises(ValueError, match=msg): s.write_features('e', {'x': 1.0}, ttl=bad)
+            with pytest.raises(ValueError, match=msg): OnlineFeatureStore(redis_url if s is rs else None, prefix=redis_prefix.rstrip(':'), ttl=bad)
+        s.write_frame(pd.DataFrame({'entity_id': ['short', 'long'], 'x': [1.0, 2.0]}), group='t', ttl='1.5s')
+        s.write_features('forever', {'x': 3.0}, group='t')
+        s.write_features('c', {'x': 1.0}, group='a:b'); s.write_features('b:c', {'x': 2.0}, group='a')
+    r = redis.Redis.from_url(redis_url)
+    assert 1000 < r.pttl(rs.backend._key('t', 'short')) <= 1500
+    time.sleep(1.7)
+    for s in (rs, sq):
+        assert s.get_features(['short', 'forever'], ['x'], group='t').x.fillna(-1).tolist() == [-1, 3.0]
+        assert s.get_features(['c'], ['x'], group='a:b').x[0] == 1.0 and s.get_features(['b:c'], ['x'], group='a').x[0] == 2.0
