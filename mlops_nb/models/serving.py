@@ -3,10 +3,14 @@
 `create_app(model_name)` serves the registered model's `champion` (or any alias) over HTTP: `POST /predict` (the
 seed's request and response), `POST /predict/batch` (`{"instances": [[...], ...]}`), `GET /model/info`, `GET /health`
 (liveness), `GET /ready` (model loaded) and `GET /metrics` (Prometheus). Requests are checked before they reach the
-model and get 4xx answers that say what is wrong; a failing model gets a 5xx that names the version, and the server
-keeps serving. A canary split routes a share of the traffic to another version, sticky by the `X-Request-Key`
-header; the split is set in the registry by a `CanaryDeployment` and followed by every server. When the alias moves
-in the registry, the server picks up the new version without a restart. The model is
+model and get 4xx answers that say what is wrong (which row, which feature, what was sent); they never count as
+errors of a version. A failing model gets a 5xx that names the version, and the server keeps serving. Bodies over a
+limit (8 MiB by default, `MLOPS_NB_SERVE_MAX_BODY`) are refused with 413 before they are read, and the parsing and
+the model run off the event loop, so `/health` answers at once whatever is being uploaded. The OpenAPI document
+describes the request bodies from the model's signature and every answer. A canary split routes a share of the
+traffic to another version, sticky by the `X-Request-Key` header; the split is set in the registry by a
+`CanaryDeployment` and followed by every server. When the alias moves in the registry, the server picks up the new
+version without a restart. `/model/info` names versions by the labels the user gave them. The model is
 called on numpy arrays directly (no DataFrame per request), which is most of why it is 10x faster than
 `mlflow models serve`. A server process never imports ipywidgets."""
 
@@ -14,43 +18,77 @@ called on numpy arrays directly (no DataFrame per request), which is most of why
 
 # %% ../../nbs/22_models.serving.ipynb #3a0ec34b
 from __future__ import annotations
-import hashlib, math, os, threading, time, warnings
+import hashlib, itertools, json, math, os, threading, time, warnings
 from datetime import datetime, timezone
+from pathlib import Path
 import numpy as np
 from fastapi import Request   # at module level: FastAPI resolves the handlers' (string) annotations here
 
 # %% auto #0
-__all__ = ['LoadedModel', 'RequestError', 'to_matrix', 'route', 'ModelServer', 'create_app', 'app_from_env', 'ModelService',
-           'BatchPredictionService']
+__all__ = ['MAX_FEATURE_ABS', 'DEFAULT_MAX_BODY', 'LoadedModel', 'RequestError', 'to_matrix', 'route', 'ModelServer',
+           'parse_size', 'BodyLimit', 'ErrorAnswer', 'PredictAnswer', 'BatchAnswer', 'create_app', 'app_from_env',
+           'ModelService', 'BatchPredictionService']
 
 # %% ../../nbs/22_models.serving.ipynb #3dca9558
+_FLOAT_TYPES = {'double', 'float', 'float64', 'float32', 'float16'}
+
+def _task_of(model, kind:str, signature)->str|None:
+    "'classification' or 'regression' from the model itself, else from its signature's output type; None when neither tells"
+    if kind == 'sklearn':
+        from sklearn.base import is_classifier, is_regressor
+        if is_classifier(model) or hasattr(model, 'predict_proba'): return 'classification'
+        if is_regressor(model): return 'regression'
+    out = getattr(signature, 'outputs', None)
+    try: types = {str(t).lower().removeprefix('datatype.') for t in out.input_types()} if out is not None else set()
+    except Exception: types = set()
+    if types: return 'regression' if types <= _FLOAT_TYPES else 'classification'
+    return None
+
+def _iso(ms)->str|None:
+    "An MLflow timestamp (ms since the epoch) as a readable UTC time"
+    return None if ms is None else datetime.fromtimestamp(ms/1000, timezone.utc).isoformat(timespec='seconds')
+
 class LoadedModel:
-    "One model version, loaded, with its input schema"
+    "One model version, loaded, with its input schema and task"
     def __init__(self, uri:str, version:str='', name:str='', alias:str|None=None, label:str=''):
         import mlflow
         self.uri, self.version, self.name, self.alias, self.label = uri, str(version), name, alias, label
         info = mlflow.models.get_model_info(uri)
         self.signature = info.signature
-        self.columns = self.signature.inputs.input_names() if self.signature is not None else None
-        self.n_features = len(self.columns) if self.columns else None
+        inputs, self.tensor_dtype = (self.signature.inputs if self.signature is not None else None), None
+        if inputs is not None and inputs.is_tensor_spec():      # a numpy input example: the shape says how many features
+            shape = inputs.inputs[0].shape if len(inputs.inputs) == 1 else ()
+            self.columns, self.tensor_dtype = None, inputs.numpy_types()[0]
+            self.n_features = shape[1] if len(shape) == 2 and shape[1] and shape[1] > 0 else None
+        else:
+            self.columns = inputs.input_names() if inputs is not None else None
+            self.n_features = len(self.columns) if self.columns else None
         try: self.model = mlflow.sklearn.load_model(uri); self.kind = 'sklearn'
         except Exception: self.model = mlflow.pyfunc.load_model(uri); self.kind = 'pyfunc'
         self.classes = [c.item() if hasattr(c, 'item') else c for c in getattr(self.model, 'classes_', [])] or None
+        self.task = _task_of(self.model, self.kind, self.signature)
+        self.loaded_at, self.registered_at = datetime.now(timezone.utc).isoformat(timespec='seconds'), None
 
     def predict(self, X:np.ndarray)->tuple:
         "Predictions and (for classifiers) the probability of the predicted class"
         if self.kind == 'pyfunc':
             import pandas as pd
-            pred = np.asarray(self.model.predict(pd.DataFrame(X, columns=self.columns)))
-            return pred, None
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)       # "X does not have valid feature names": we pass arrays on purpose
-            pred = self.model.predict(X)
-            prob = self.model.predict_proba(X).max(axis=1) if hasattr(self.model, 'predict_proba') else None
+            data = X.astype(self.tensor_dtype) if self.tensor_dtype is not None else pd.DataFrame(X, columns=self.columns)
+            pred, prob = np.asarray(self.model.predict(data)), None
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', UserWarning)       # "X does not have valid feature names": we pass arrays on purpose
+                pred = self.model.predict(X)
+                prob = (self.model.predict_proba(X).max(axis=1)
+                        if self.task == 'classification' and hasattr(self.model, 'predict_proba') else None)
+        if self.task is None:     # a pyfunc that did not say: its first answer decides, once
+            fractional = pred.dtype.kind == 'f' and bool((np.isfinite(pred) & (pred != np.round(pred))).any())
+            self.task = 'regression' if fractional else 'classification'
         return pred, prob
 
     def info(self)->dict:
         return dict(name=self.name, version=self.version, label=self.label, alias=self.alias, uri=self.uri, flavor=self.kind,
+                    task=self.task, registered_at=self.registered_at, loaded_at=self.loaded_at,
                     features=self.columns, n_features=self.n_features, classes=self.classes,
                     signature=None if self.signature is None else self.signature.to_dict(), lineage=getattr(self, 'lineage', None))
 
@@ -59,22 +97,54 @@ class RequestError(ValueError):
     "A request the model can't answer; `status` is the HTTP status to return"
     def __init__(self, msg, status=422): super().__init__(msg); self.status = status
 
-def to_matrix(rows:list, model:LoadedModel, max_rows:int=10_000)->np.ndarray:
+MAX_FEATURE_ABS = 1e100    # past this, float arithmetic in ordinary models overflows (1e308 * a weight is infinity)
+
+def _json_name(v)->str:
+    "How a JSON value looks to the sender"
+    if v is None: return 'null'
+    if isinstance(v, bool): return 'true' if v else 'false'
+    if isinstance(v, str): return f'the string {v[:40]!r}'
+    return {dict: 'an object', list: 'a list'}.get(type(v), repr(v)[:40])
+
+def _finite(v)->bool:
+    try: return math.isfinite(float(v))
+    except OverflowError: return False
+
+def to_matrix(rows:list, model:LoadedModel, max_rows:int=10_000, max_abs:float=MAX_FEATURE_ABS)->np.ndarray:
     "Rows (lists of numbers, or dicts of feature -> number) as a float matrix, or a `RequestError` saying what is wrong"
-    if not isinstance(rows, list) or not rows: raise RequestError('the batch is empty: send at least one row')
+    if not isinstance(rows, list): raise RequestError(f'expected a list of rows, got {_json_name(rows)}')
+    if not rows: raise RequestError('the batch is empty: send at least one row')
     if len(rows) > max_rows: raise RequestError(f'the batch has {len(rows)} rows; the limit is {max_rows}: split it', 413)
-    if isinstance(rows[0], dict):
-        if not model.columns: raise RequestError('this model has no signature: send features as a list')
-        missing = [c for c in model.columns if c not in rows[0]]
-        if missing: raise RequestError(f"missing features {missing[:10]}; the model needs {model.columns}")
-        rows = [[r.get(c) for c in model.columns] for r in rows]
+    names, n = model.columns, model.n_features
+    at = lambda i, j: (f"feature {names[j]!r}" if names and j < len(names) else f'feature {j}') + (f' of row {i}' if len(rows) > 1 else '')
+    if any(isinstance(r, dict) for r in rows):      # rows by name: put the features in the signature's order
+        if not names: raise RequestError('this model has no signature: send features as a list')
+        out = []
+        for i, r in enumerate(rows):
+            if isinstance(r, dict):
+                missing = [c for c in names if c not in r]
+                if missing: raise RequestError(f"missing features {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+                                               f"{f' in row {i}' if len(rows) > 1 else ''}; the model needs {names}")
+                r = [r[c] for c in names]
+            out.append(r)
+        rows = out
+    for i, r in enumerate(rows):
+        if not isinstance(r, list):
+            raise RequestError(f"row {i} is {_json_name(r)}: each row must be a list of numbers or an object of feature -> number")
+        if n and len(r) != n: raise RequestError(f'expected {n} features per row, got {len(r)}' + (f' in row {i}' if len(rows) > 1 else ''))
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:     # true/false, strings, null, lists are not numbers
+        i, j, v = next((i, j, v) for i, r in enumerate(rows) for j, v in enumerate(r) if type(v) not in (int, float))
+        raise RequestError(f'features must be numbers: {at(i, j)} is {_json_name(v)}')
     try: X = np.asarray(rows, dtype=float)
-    except (TypeError, ValueError):
-        raise RequestError('features must be numbers; non-numeric values were sent') from None
-    if X.ndim != 2: raise RequestError('each row must be a flat list of numbers, all rows of the same length')
-    if model.n_features and X.shape[1] != model.n_features:
-        raise RequestError(f'expected {model.n_features} features per row, got {X.shape[1]}')
-    if not np.isfinite(X).all(): raise RequestError('features must be finite: NaN or infinity sent')
+    except OverflowError: X = None
+    except ValueError: raise RequestError('each row must be a flat list of numbers, all rows of the same length') from None
+    if X is None or not np.isfinite(X).all():
+        i, j = next((i, j) for i, r in enumerate(rows) for j, v in enumerate(r) if not _finite(v))
+        raise RequestError(f'features must be finite: {at(i, j)} is {str(rows[i][j])[:40]}; NaN, infinity and numbers past 1e308 are refused')
+    big = np.abs(X) > max_abs
+    if big.any():
+        i, j = map(int, np.argwhere(big)[0])
+        raise RequestError(f'{at(i, j)} is {X[i, j]:.3g}: feature values must be within ±{max_abs:g} (larger ones overflow the model\'s arithmetic)')
     return X
 
 # %% ../../nbs/22_models.serving.ipynb #5aa49530
@@ -97,16 +167,23 @@ def _run_lineage(client, run_id)->dict:
     except Exception: tags = {}
     return {'run_id': run_id, **run_links(tags)}
 
+def _input_refused(e:Exception)->bool:
+    "Whether a model's exception is its input check refusing the values it was sent (scikit-learn's `check_array`)"
+    msg = str(e).lower()
+    return isinstance(e, (ValueError, FloatingPointError, OverflowError)) and any(
+        s in msg for s in ('contains infinity', 'too large', 'contains nan', 'overflow'))
+
 class ModelServer:
     "The models behind the HTTP API: the alias's version, canary versions, metrics"
-    def __init__(self, model_name:str, alias:str='champion', *, registry=None, reload_interval:float=5.0, max_batch:int=10_000):
+    def __init__(self, model_name:str, alias:str='champion', *, registry=None, reload_interval:float=5.0, max_batch:int=10_000,
+                 max_abs:float=MAX_FEATURE_ABS):
         from mlops_nb.models.registry import ModelRegistry
         from mlops_nb.monitoring.metrics import MonitoringMetrics
         from prometheus_client import Counter
         self.registry = registry or ModelRegistry(name=model_name)
         import mlflow     # models:/ URIs resolve against mlflow's global URIs: point them at our store
         mlflow.set_registry_uri(self.registry.tracker.registry_uri); mlflow.set_tracking_uri(self.registry.tracker.tracking_uri)
-        self.name, self.alias, self.reload_interval, self.max_batch = model_name, alias, reload_interval, max_batch
+        self.name, self.alias, self.reload_interval, self.max_batch, self.max_abs = model_name, alias, reload_interval, max_batch, max_abs
         self.metrics = MonitoringMetrics(model_version='*')
         self.requests = Counter('ml_http_requests', 'HTTP requests', ['endpoint', 'status'], registry=self.metrics.registry)
         self.models, self.split, self._lock = {}, {}, threading.Lock()
@@ -123,6 +200,7 @@ class ModelServer:
         if v not in self.models:
             self.models[v] = LoadedModel(f'models:/{self.name}/{v}', v, self.name, alias, (mv.tags or {}).get('mlops_nb.label', v))
             self.models[v].lineage = _run_lineage(c, mv.run_id)
+            self.models[v].registered_at = _iso(mv.creation_timestamp)
         return v
 
     def _watch(self):
@@ -155,81 +233,207 @@ class ModelServer:
         return self.models[route(full, key, salt=self.name)]
 
     def answer(self, rows:list, key:str|None=None)->dict:
-        "Predict for rows; raises `RequestError` for bad input"
+        "Predict for rows; raises `RequestError` for bad input (never counted against the version) and for model failures (counted)"
         m = self.pick(key)
-        X = to_matrix(rows, m, self.max_batch)
+        X = to_matrix(rows, m, self.max_batch, self.max_abs)
+        who = f'model {self.name} version {m.label} (MLflow version {m.version})' if m.label != m.version else f'model {self.name} version {m.version}'
         t0 = time.perf_counter()
         try: pred, prob = m.predict(X)
         except Exception as e:
+            if _input_refused(e): raise RequestError(f'{who} can\'t take these features: {e}', 422) from None
             self.metrics.errors.labels(m.version).inc()
-            raise RequestError(f'model {self.name} version {m.version} failed: {type(e).__name__}: {e}', 500) from None
+            raise RequestError(f'{who} failed: {type(e).__name__}: {e}', 500) from None
         dt = time.perf_counter() - t0
+        pred = np.asarray(pred)
+        if (pred.dtype.kind in 'fc' and not np.isfinite(pred).all()) or (prob is not None and not np.isfinite(prob).all()):
+            self.metrics.errors.labels(m.version).inc()
+            raise RequestError(f'{who} failed: it answered NaN or infinity for finite features', 500)
         pred = pred.tolist()
-        for p in pred: self.metrics.predictions.labels(m.version, str(p)).inc()
+        self.metrics.count_predictions(pred, m.version, task=m.task)
         self.metrics.latency.labels(m.version).observe(dt)
         return dict(predictions=pred, probabilities=None if prob is None else prob.tolist(), model_version=m.version)
 
+
+# %% ../../nbs/22_models.serving.ipynb #b0d11a02
+DEFAULT_MAX_BODY = 8 * 2**20
+_UNITS = {'': 1, 'b': 1, 'kb': 1000, 'mb': 1000**2, 'gb': 1000**3, 'k': 1024, 'kib': 1024, 'm': 1024**2, 'mib': 1024**2, 'gib': 1024**3}
+
+def parse_size(v)->int:
+    "Bytes from an int or a string like '1048576', '1MiB', '500KB'"
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0: return v
+    import re
+    m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*', str(v))
+    if m and m[2].lower() in _UNITS and float(m[1]) > 0: return int(float(m[1]) * _UNITS[m[2].lower()])
+    raise ValueError(f"a body size limit must be a positive number of bytes, optionally with a unit (1048576, 1MiB, 500KB), got {v!r}")
+
+class BodyLimit:
+    "ASGI middleware: refuse bodies over `max_bytes` with 413 (by Content-Length before reading, else while streaming)"
+    def __init__(self, app, max_bytes:int=DEFAULT_MAX_BODY, on_refuse=None):
+        self.app, self.max_bytes, self.on_refuse = app, parse_size(max_bytes), on_refuse
+
+    async def refuse(self, scope, send, status:int, msg:str):
+        if self.on_refuse: self.on_refuse(scope.get('path', ''), status)
+        body = json.dumps({'error': msg}).encode()
+        await send({'type': 'http.response.start', 'status': status, 'headers': [
+            (b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()), (b'connection', b'close')]})
+        await send({'type': 'http.response.body', 'body': body})
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        limit, cl = self.max_bytes, dict(scope['headers']).get(b'content-length')
+        too_big = (f'the request body is larger than the limit of {limit:,} bytes: send fewer rows per request '
+                   f'(or start the server with a larger MLOPS_NB_SERVE_MAX_BODY)')
+        if cl is not None:
+            if not cl.strip().isdigit(): return await self.refuse(scope, send, 400, f'the Content-Length header is not a number: {cl[:40]!r}')
+            if int(cl) > limit: return await self.refuse(scope, send, 413, f'{too_big}; Content-Length is {int(cl):,}')
+        chunks, n = [], 0
+        while True:
+            msg = await receive()
+            if msg['type'] != 'http.request': return                # the client went away
+            chunk = msg.get('body', b''); n += len(chunk)
+            if n > limit: return await self.refuse(scope, send, 413, too_big)
+            chunks.append(chunk)
+            if not msg.get('more_body', False): break
+        body, given = b''.join(chunks), False
+        async def replay():
+            nonlocal given
+            if given: return await receive()
+            given = True
+            return {'type': 'http.request', 'body': body, 'more_body': False}
+        await self.app(scope, replay, send)
+
+# %% ../../nbs/22_models.serving.ipynb #b0d11a05
+from pydantic import BaseModel, Field
+
+class ErrorAnswer(BaseModel):
+    "What is wrong with a request, and what to do"
+    error: str = Field(description='what is wrong, and what to send instead')
+
+class PredictAnswer(BaseModel):
+    "The answer of POST /predict (the seed's)"
+    prediction: int|float|str|bool = Field(description='the predicted class or value')
+    probability: float|None = Field(description="a classifier's probability of the predicted class; null for regressors")
+    model_version: str = Field(description='the MLflow version number that answered')
+    timestamp: str = Field(description='when, UTC, ISO 8601')
+
+class BatchAnswer(BaseModel):
+    "The answer of POST /predict/batch"
+    predictions: list[int|float|str|bool]
+    probabilities: list[float]|None
+    model_version: str
+    timestamp: str
+
+def _row_schema(m:LoadedModel, max_abs:float)->dict:
+    "JSON Schema of one row the model takes: a list of its features in order, or an object feature -> number"
+    num = {'type': 'number', 'minimum': -max_abs, 'maximum': max_abs}
+    lst = {'type': 'array', 'items': num, 'description': 'feature values, in the order of the model signature'}
+    if m.n_features: lst.update(minItems=m.n_features, maxItems=m.n_features)
+    else: lst['minItems'] = 1
+    if not m.columns: return lst
+    return {'anyOf': [lst, {'type': 'object', 'properties': {c: num for c in m.columns}, 'required': list(m.columns),
+                            'description': 'feature name -> value'}]}
+
+def _errors(*codes)->dict:
+    what = {400: 'the body is not JSON', 413: 'the body, or the batch, is over the limit',
+            422: 'the body is JSON but not something the model can take (the message says what and why)',
+            500: 'the model failed on valid input (counted against its version)'}
+    return {c: {'model': ErrorAnswer, 'description': what[c]} for c in codes}
+
 # %% ../../nbs/22_models.serving.ipynb #19f84eaf
-def create_app(model_name:str, alias:str='champion', *, server:ModelServer|None=None, **kw):
+def create_app(model_name:str, alias:str='champion', *, server:ModelServer|None=None,
+               max_body:int|str|None=None, # Largest request body in bytes (or '1MiB'); MLOPS_NB_SERVE_MAX_BODY, else 8 MiB
+               **kw):
     "The FastAPI app serving `model_name@alias`"
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, Response, PlainTextResponse
     from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
+    from starlette.concurrency import run_in_threadpool
+    max_body = parse_size(max_body or os.environ.get('MLOPS_NB_SERVE_MAX_BODY') or DEFAULT_MAX_BODY)
     srv = server or ModelServer(model_name, alias, **kw)
-    app = FastAPI(title=f'mlops_nb: {model_name}@{alias}')
-    app.state.server = srv
+    app = FastAPI(title=f'mlops_nb: {model_name}@{alias}',
+                  description=f'Predictions of the registered model {model_name!r} (alias {alias!r}). Bad input gets a 4xx '
+                              f'answer saying what is wrong; bodies over {max_body:,} bytes get a 413 before they are read.')
+    app.state.server, app.state.max_body = srv, max_body
     now = lambda: datetime.now(timezone.utc).isoformat()
+    endpoints = {'/predict', '/predict/batch'}
+    refused = lambda path, status: srv.requests.labels(path if path in endpoints else 'other', str(status)).inc()
+    app.add_middleware(BodyLimit, max_bytes=max_body, on_refuse=refused)
 
     def fail(e:RequestError, endpoint):
         srv.requests.labels(endpoint, str(e.status)).inc()
         return JSONResponse({'error': str(e)}, status_code=e.status)
 
-    async def body(request):
-        try: return await request.json()
-        except Exception: raise RequestError('the body is not JSON', 400)
+    def work(raw:bytes, field, hint, rows, key):
+        "Parse, check and predict (in a worker thread: the event loop stays free for /health)"
+        try: b = json.loads(raw)
+        except json.JSONDecodeError as e: raise RequestError(f'the body is not JSON: {e.msg} at position {e.pos}', 400) from None
+        except (ValueError, RecursionError) as e: raise RequestError(f'the body is not JSON: {type(e).__name__}', 400) from None
+        v = b.get(field) if isinstance(b, dict) else None
+        if v is None: raise RequestError(hint)
+        return srv.answer(rows(v), key)
 
     async def answer(request, endpoint, field, hint, rows):
         "The model's answer to a request's `field`, or the JSONResponse of what is wrong with it"
-        try:
-            b = await body(request)
-            v = b.get(field) if isinstance(b, dict) else None
-            if v is None: raise RequestError(hint)
-            r = srv.answer(rows(v), request.headers.get('x-request-key'))
+        raw = await request.body()           # bounded by BodyLimit
+        try: r = await run_in_threadpool(work, raw, field, hint, rows, request.headers.get('x-request-key'))
         except RequestError as e: return fail(e, endpoint)
         srv.requests.labels(endpoint, '200').inc()
         return r
 
-    @app.post('/predict')
+    # the request bodies, described from the served model (refreshed whenever /openapi.json is asked for)
+    bodies = {'/predict': {}, '/predict/batch': {}}
+    def describe_bodies():
+        row = _row_schema(srv.models[srv.primary], srv.max_abs)
+        bodies['/predict'].update(requestBody={'required': True, 'content': {'application/json': {'schema': {
+            'type': 'object', 'required': ['features'], 'properties': {'features': row}}}}})
+        bodies['/predict/batch'].update(requestBody={'required': True, 'content': {'application/json': {'schema': {
+            'type': 'object', 'required': ['instances'], 'properties': {
+                'instances': {'type': 'array', 'items': row, 'minItems': 1, 'maxItems': srv.max_batch}}}}}})
+    describe_bodies()
+
+    @app.post('/predict', openapi_extra=bodies['/predict'], responses={200: {'model': PredictAnswer}, **_errors(400, 413, 422, 500)},
+              summary='Predict one row', description='Send `{"features": [numbers]}` or `{"features": {"name": number}}`; '
+              'the header `X-Request-Key` keeps a caller on one version during a canary rollout.')
     async def predict(request:Request):
         r = await answer(request, '/predict', 'features', 'send {"features": [numbers]} or {"features": {"name": number}}', lambda f: [f])
         if isinstance(r, Response): return r
         return {'prediction': r['predictions'][0], 'probability': None if r['probabilities'] is None else r['probabilities'][0],
                 'model_version': r['model_version'], 'timestamp': now()}
 
-    @app.post('/predict/batch')
+    @app.post('/predict/batch', openapi_extra=bodies['/predict/batch'], responses={200: {'model': BatchAnswer}, **_errors(400, 413, 422, 500)},
+              summary='Predict many rows', description=f'Send `{{"instances": [[numbers], ...]}}`, at most {srv.max_batch:,} rows.')
     async def predict_batch(request:Request):
         r = await answer(request, '/predict/batch', 'instances', 'send {"instances": [[numbers], ...]}', lambda rows: rows)
         return r if isinstance(r, Response) else {**r, 'timestamp': now()}
 
-    @app.get('/model/info')
+    @app.get('/model/info', summary='The served version: its label, number, alias, task, features, canary split, lineage')
     def model_info():
-        m = srv.models[srv.primary]
-        return {**m.info(), 'alias': srv.alias, 'canary': dict(srv.split)}
+        with srv._lock: primary, split = srv.primary, dict(srv.split)
+        m, label = srv.models[primary], lambda v: srv.models[v].label if v in srv.models else v
+        return {**m.info(), 'alias': srv.alias,
+                'canary': [{'label': label(v), 'version': v, 'share': s} for v, s in split.items()],
+                'versions': {v: mm.label for v, mm in list(srv.models.items())}}
 
-    @app.get('/health')
-    def health(): return {'status': 'ok'}
+    @app.get('/health', summary='Liveness: the process answers')
+    async def health(): return {'status': 'ok'}
 
-    @app.get('/ready')
-    def ready():
+    @app.get('/ready', summary='Readiness: a model version is loaded', responses={503: {'description': 'no model loaded yet'}})
+    async def ready():
         ok = srv.primary in srv.models
         return JSONResponse({'ready': ok, 'model_version': srv.primary}, status_code=200 if ok else 503)
 
-    @app.get('/metrics')
+    @app.get('/metrics', response_class=PlainTextResponse, summary="Prometheus metrics (text format)")
     def metrics(): return Response(generate_latest(srv.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    build_openapi = app.openapi
+    def openapi():
+        describe_bodies(); app.openapi_schema = None
+        return build_openapi()
+    app.openapi = openapi
     return app
 
 def app_from_env():
-    "The app for `uvicorn --factory`: model from MLOPS_NB_SERVE_MODEL, alias from MLOPS_NB_SERVE_ALIAS"
+    "The app for `uvicorn --factory`: model from MLOPS_NB_SERVE_MODEL, alias MLOPS_NB_SERVE_ALIAS, body limit MLOPS_NB_SERVE_MAX_BODY"
     return create_app(os.environ['MLOPS_NB_SERVE_MODEL'], os.environ.get('MLOPS_NB_SERVE_ALIAS', 'champion'),
                       reload_interval=float(os.environ.get('MLOPS_NB_SERVE_RELOAD', '5')))
 

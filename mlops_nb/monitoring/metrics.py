@@ -1,7 +1,9 @@
 """Prometheus metrics for models and drift, each monitor with a registry of its own; alert sinks with a cooldown
 
 Models and drift detectors publish Prometheus metrics: the seed's `ml_predictions_total`,
-`ml_prediction_duration_seconds` and `ml_prediction_distribution`, plus drift gauges per feature. Each
+`ml_prediction_duration_seconds` and `ml_prediction_distribution`, plus drift gauges per feature. Classifiers are
+counted by class; regressors with one `prediction="value"` series per version and the histogram
+`ml_prediction_value`, so the number of series stays bounded. A gauge is exported only once something set it. Each
 `MonitoringMetrics` owns its `CollectorRegistry` instead of using prometheus_client's global one, so re-running a
 notebook cell never fails with "Duplicated timeseries in CollectorRegistry", and two models in one process don't
 collide. The model server exposes `exposition()` on `/metrics`; a batch job can start a small exporter with
@@ -12,23 +14,46 @@ incident is one alert."""
 
 # %% ../../nbs/30_monitoring.metrics.ipynb #799b4ec6
 from __future__ import annotations
-import json, logging, threading, time, urllib.request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
+import json, logging, math, threading, time, urllib.request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # %% auto #0
-__all__ = ['LATENCY_BUCKETS', 'log', 'ALERT_RULES', 'MonitoringMetrics', 'log_sink', 'webhook_sink', 'Alerter']
+__all__ = ['LATENCY_BUCKETS', 'VALUE_BUCKETS', 'MAX_AUTO_CLASSES', 'log', 'ALERT_RULES', 'MonitoringMetrics', 'log_sink',
+           'webhook_sink', 'Alerter']
 
 # %% ../../nbs/30_monitoring.metrics.ipynb #e4549bcc
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+VALUE_BUCKETS = tuple(sorted({0.0} | {s*float(f'{m}e{k}') for k in range(-3, 6) for m in (1, 2, 5) for s in (1, -1)}))
+MAX_AUTO_CLASSES = 100   # past this many distinct numeric "classes", a version of unknown task is treated as a regressor
+
+class _SetOnceGauge(Gauge):
+    "An unlabelled gauge that joins its registry (and so `/metrics`) only once it has been set: no made-up 0"
+    def __init__(self, *args, registry, **kw):
+        super().__init__(*args, registry=None, **kw)
+        self._target, self._joined, self._join_lock = registry, False, threading.Lock()
+    def _join(self):
+        with self._join_lock:
+            if not self._joined and self._target is not None: self._target.register(self); self._joined = True
+    def set(self, value:float): super().set(value); self._join()
+    def inc(self, amount:float=1): super().inc(amount); self._join()
+    def dec(self, amount:float=1): super().dec(amount); self._join()
+    def set_to_current_time(self): super().set_to_current_time(); self._join()
 
 class MonitoringMetrics:
     "Prometheus metrics of one model (or batch job), in a registry of their own"
     def __init__(self, model_version:str='unknown', # Label on every model metric
                  namespace:str='', # Optional prefix of every metric name
+                 task:str|None=None, # 'classification', 'regression', or None: told apart by the predicted values
                 ):
-        self.model_version, self.registry = str(model_version), CollectorRegistry()
+        if task not in (None, 'classification', 'regression'):
+            raise ValueError(f"task must be 'classification', 'regression' or None (decide from the values), got {task!r}")
+        self.model_version, self.task, self.registry = str(model_version), task, CollectorRegistry()
+        self._tasks, self._classes, self._lock = {}, {}, threading.Lock()
         ns, r = namespace, self.registry
-        self.predictions = Counter('ml_predictions', 'Predictions served', ['model_version', 'prediction'], namespace=ns, registry=r)
+        self.predictions = Counter('ml_predictions', 'Predictions served (by class; prediction="value" for regressors)',
+                                   ['model_version', 'prediction'], namespace=ns, registry=r)
+        self.values = Histogram('ml_prediction_value', 'Predicted values of regression models', ['model_version'],
+                                buckets=VALUE_BUCKETS, namespace=ns, registry=r)
         self.latency = Histogram('ml_prediction_duration_seconds', 'Prediction latency in seconds', ['model_version'],
                                  buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
         self.errors = Counter('ml_prediction_errors', 'Failed predictions', ['model_version'], namespace=ns, registry=r)
@@ -38,18 +63,43 @@ class MonitoringMetrics:
                                       ['model_version', 'test'], namespace=ns, registry=r)
         self.feature_drift = Gauge('ml_feature_drift_score', 'Drift statistic of a feature', ['feature', 'test'], namespace=ns, registry=r)
         self.feature_drifted = Gauge('ml_feature_drifted', '1 if the feature drifted in the last check', ['feature'], namespace=ns, registry=r)
-        self.dataset_drift_share = Gauge('ml_dataset_drift_share', 'Share of drifted features in the last check', namespace=ns, registry=r)
-        self.last_check = Gauge('ml_drift_last_check_timestamp_seconds', 'When drift was last checked', namespace=ns, registry=r)
+        self.dataset_drift_share = _SetOnceGauge('ml_dataset_drift_share', 'Share of drifted features in the last check', namespace=ns, registry=r)
+        self.last_check = _SetOnceGauge('ml_drift_last_check_timestamp_seconds', 'When drift was last checked', namespace=ns, registry=r)
 
-    def __repr__(self): return f"MonitoringMetrics(model_version={self.model_version!r})"
+    def __repr__(self): return f"MonitoringMetrics(model_version={self.model_version!r}, task={self.task!r})"
 
 # %% ../../nbs/30_monitoring.metrics.ipynb #0c3ca3c2
 from fastcore.basics import patch
 
+def _is_fraction(p)->bool:
+    "A float that is not a whole number: the mark of a regressor's output"
+    return isinstance(p, float) and math.isfinite(p) and not p.is_integer()
+
+@patch
+def count_predictions(self:MonitoringMetrics, predictions:list, model_version:str|None=None, task:str|None=None):
+    "Count predictions of one version: by class for classifiers; `prediction=\"value\"` plus the value histogram for regressors"
+    v = str(model_version if model_version is not None else self.model_version)
+    preds = [p.item() if hasattr(p, 'item') else p for p in predictions]
+    with self._lock:
+        t = task or self.task or self._tasks.get(v)
+        if t is None:        # unknown: a fractional value, or too many numeric classes, makes the version a regressor for good
+            seen = self._classes.setdefault(v, set())
+            if any(map(_is_fraction, preds)): t = 'regression'
+            elif len(seen | set(map(str, preds))) > MAX_AUTO_CLASSES and all(isinstance(p, (int, float)) for p in preds): t = 'regression'
+            else: seen.update(map(str, preds))
+            if t: self._tasks[v] = t
+    if t == 'regression':
+        self.predictions.labels(v, 'value').inc(len(preds))
+        h = self.values.labels(v)
+        for p in preds: h.observe(float(p))
+    else:
+        from collections import Counter as _C
+        for k, n in _C(map(str, preds)).items(): self.predictions.labels(v, k).inc(n)
+
 @patch
 def observe_prediction(self:MonitoringMetrics, prediction, latency:float|None=None):
     "Count one prediction and record its latency in seconds"
-    self.predictions.labels(self.model_version, str(prediction)).inc()
+    self.count_predictions([prediction])
     if latency is not None: self.latency.labels(self.model_version).observe(latency)
 
 @patch
@@ -59,7 +109,7 @@ def observe_drift(self:MonitoringMetrics, table):
         if r.statistic == r.statistic: self.feature_drift.labels(r.column, r.test).set(float(r.statistic))
         self.feature_drifted.labels(r.column).set(1.0 if r.drifted is True else 0.0)
     ok = table.drifted.map(lambda d: d is True or d is False)
-    self.dataset_drift_share.set(float((table.drifted[ok] == True).mean()) if ok.any() else 0.0)
+    if ok.any(): self.dataset_drift_share.set(float((table.drifted[ok] == True).mean()))
     self.last_check.set(time.time())
 
 @patch
