@@ -234,3 +234,102 @@ def test_online_ttls_agree_on_redis_and_sqlite_and_keys_never_collide(workspace,
     for s in (rs, sq):
         assert s.get_features(['short', 'forever'], ['x'], group='t').x.fillna(-1).tolist() == [-1, 3.0]
         assert s.get_features(['c'], ['x'], group='a:b').x[0] == 1.0 and s.get_features(['b:c'], ['x'], group='a').x[0] == 2.0
+
+
+# ---------------------------------------------------------------- cold joins: the persisted sorted key, writers killed while writing it
+_KEY_WRITER = """
+import sys, numpy as np, pandas as pd
+from mlops_nb.features.offline import OfflineFeatureStore
+s = OfflineFeatureStore(sys.argv[1], compact_after=None); n = int(sys.argv[2])
+for i in range(int(sys.argv[3])):
+    rng = np.random.default_rng(i)
+    s.write('k', pd.DataFrame({'entity_id': rng.integers(0, 300, n).astype(str), 'event_timestamp': pd.Timestamp('2026-01-01', tz='UTC') + pd.to_timedelta(rng.integers(0, 10**5, n), unit='s'),
+                               'x': rng.normal(size=n), 'w': rng.integers(0, 9, n)}))
+print('done')
+"""
+
+
+def _brute_pit(rows:pd.DataFrame, q:pd.DataFrame, ttl_s:int)->np.ndarray:
+    "For each query row: x of the entity's latest row at or before its time, within ttl_s (equal times: the last in `rows`' order)"
+    out = []
+    by = {e: g for e, g in rows.groupby('entity_id', sort=False)}
+    for e, t in zip(q.entity_id, q.event_timestamp):
+        g = by.get(e)
+        if g is None: out.append(np.nan); continue
+        m = g[(g.event_timestamp <= t) & (g.event_timestamp >= t - pd.Timedelta(seconds=ttl_s))]
+        out.append(m.x.iloc[np.flatnonzero(m.event_timestamp == m.event_timestamp.max())[-1]] if len(m) else np.nan)
+    return np.array(out, dtype=float)
+
+
+def test_a_writer_killed_while_writing_the_join_key_leaves_the_last_complete_state(tmp_path):
+    store = tmp_path / 'store'
+    from mlops_nb.features.offline import OfflineFeatureStore
+    hits = 0
+    for rnd in range(4):                                     # kill -9 while a key file (written before its data file) is in flight
+        p = _py(_KEY_WRITER, store, 150_000, 1000)
+        end = time.time() + 60
+        while time.time() < end and p.poll() is None:
+            d = store / 'k'
+            if d.exists():
+                names = set(os.listdir(d))
+                keys_in_flight = [n for n in names if n.startswith('key-') and n.endswith('.tmp')]
+                orphans = [n for n in names if n.startswith('key-') and n.endswith('.arrow') and n[4:-6] + '.parquet' not in names]
+                if (keys_in_flight or orphans) and len([n for n in names if n.endswith('.parquet')]) > rnd: break
+        os.kill(p.pid, signal.SIGKILL); p.wait()
+        names = set(os.listdir(store / 'k'))
+        hits += any(n.startswith('key-') and (n.endswith('.tmp') or n[4:-6] + '.parquet' not in names) for n in names)
+    assert hits >= 1                                         # at least one kill landed between a key and its data file
+    s = OfflineFeatureStore(store, compact_after=None)
+    assert not list((store / 'k').glob('*.tmp'))             # a killed writer's key and data temp files are removed on open
+    rows = s.read('k')                                       # the rows of whole appends only
+    assert len(rows) % 150_000 == 0 and len(rows) > 0
+    rng = np.random.default_rng(99)
+    q = pd.DataFrame({'entity_id': rng.integers(0, 320, 400).astype(str),
+                      'event_timestamp': pd.Timestamp('2026-01-01', tz='UTC') + pd.to_timedelta(rng.integers(-10, 10**5 + 10, 400), unit='s')})
+    ref = _brute_pit(pd.concat([pd.read_parquet(f) for f in s._files('k')], ignore_index=True), q, 3600)
+    got = s.get_historical_features(q, ['x'], ttl='1h')
+    np.testing.assert_array_equal(got.x.to_numpy(dtype=float), ref)
+    assert got.entity_id.tolist() == q.entity_id.tolist()
+    # a fresh process reads the persisted keys (built by the writer, none rebuilt) and gives the same answers
+    q.to_parquet(tmp_path / 'q.parquet')
+    code = ("import sys, os, pandas as pd\nfrom mlops_nb.features.offline import OfflineFeatureStore\n"
+            "d = sys.argv[1] + '/k'; before = {n: os.stat(os.path.join(d, n)).st_ino for n in os.listdir(d) if n.startswith('key-')}\n"
+            "s = OfflineFeatureStore(sys.argv[1], compact_after=None)\n"
+            "s.get_historical_features(pd.read_parquet(sys.argv[2]), ['x'], ttl='1h')[['x']].to_parquet(sys.argv[3])\n"
+            "after = {n: os.stat(os.path.join(d, n)).st_ino for n in os.listdir(d) if n.startswith('key-')}\n"
+            "print('rebuilt', sum(before.get(n) != i for n, i in after.items()))\n")
+    p = _py(code, store, tmp_path / 'q.parquet', tmp_path / 'got.parquet'); out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert out.split() == ['rebuilt', '0']
+    np.testing.assert_array_equal(pd.read_parquet(tmp_path / 'got.parquet').x.to_numpy(dtype=float), ref)
+    s.compact('k')                                           # one file, one key built once from the merged rows: the same answers
+    assert len(s._files('k')) == 1 and (store / 'k' / ('key-' + s._files('k')[0].stem + '.arrow')).exists()
+    np.testing.assert_array_equal(OfflineFeatureStore(store).get_historical_features(q, ['x'], ttl='1h').x.to_numpy(dtype=float), ref)
+
+
+def test_out_of_core_join_matches_in_memory_across_files_ties_and_a_stopped_compaction(tmp_path):
+    "A tiny budget sends the join to DuckDB: the same frame as in memory, with ties across files, TTLs, missing times, and a covered file left behind"
+    import shutil
+    from mlops_nb.features.offline import OfflineFeatureStore, OutOfCoreJoin, join_memory
+    s = OfflineFeatureStore(tmp_path / 'store', compact_after=None)
+    t0 = pd.Timestamp('2026-01-01', tz='UTC')
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        n = 500
+        s.write('g', pd.DataFrame({'entity_id': rng.integers(0, 40, n), 'event_timestamp': t0 + pd.to_timedelta(rng.integers(0, 200, n), unit='h'),
+                                   'x': rng.normal(size=n), 'n': rng.integers(0, 5, n), 'tag': rng.choice(['a', 'b'], n)}))
+    first = s._files('g')[0]; keep = tmp_path / first.name; shutil.copy(first, keep)
+    s.compact('g')
+    shutil.copy(keep, first)                                 # a compaction stopped before removing a file it covers
+    q = pd.DataFrame({'entity_id': list(rng.integers(0, 45, 300)) + [None], 'event_timestamp': list(t0 + pd.to_timedelta(rng.integers(-5, 210, 300), unit='h')) + [t0],
+                      'label': range(301)}).sample(frac=1, random_state=1)
+    q.loc[q.index[5], 'event_timestamp'] = pd.NaT
+    mem = s.get_historical_features(q, ['x', 'n', 'tag'], ttl='2d')
+    tiny = OfflineFeatureStore(tmp_path / 'store', join_memory_budget='1KB')
+    with pytest.warns(OutOfCoreJoin, match=r"needs about .* MB in memory, over this store's join_memory_budget"):
+        ooc = tiny.get_historical_features(q, ['x', 'n', 'tag'], ttl='2d')
+    assert (mem.attrs['engines'], ooc.attrs['engines']) == ({'g': 'memory'}, {'g': 'duckdb'})
+    pd.testing.assert_frame_equal(mem, ooc)
+    assert ooc.label.tolist() == q.label.tolist() and mem.x.notna().sum() > 50
+    assert join_memory(len(q), 3) > 1024
+    with pytest.raises(ValueError, match="join_memory_budget must be a positive number of bytes"): OfflineFeatureStore(tmp_path / 'store', join_memory_budget='-1GB')

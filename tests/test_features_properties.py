@@ -1,12 +1,13 @@
 """Property tests of the offline feature store (hypothesis, bounded): whatever frame a user writes is either refused with
 a clear error, leaving the store as it was, or read back exactly (under the documented normalisation of entity ids and
-event times); point-in-time answers, on both join paths, equal a brute-force reference."""
-import math, os, shutil, tempfile
+event times); point-in-time answers, on every join path (packed keys persisted or rebuilt, merge_asof, out of core in DuckDB), equal a
+brute-force reference."""
+import math, os, shutil, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
 from hypothesis import HealthCheck, event, given, settings, strategies as st
-from mlops_nb.features.offline import OfflineFeatureStore, normalize_entity_ids
+from mlops_nb.features.offline import OfflineFeatureStore, OutOfCoreJoin, normalize_entity_ids
 
 SETTINGS = settings(max_examples=int(os.environ.get('MLOPS_NB_HYPOTHESIS_EXAMPLES', 50)),   # bounded for CI; more locally
                      deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -151,6 +152,23 @@ def check_pit(store, writes, queries, ttl):
         finally: OfflineFeatureStore._packed = True
         assert len(got) == len(q)
         np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
+    from mlops_nb.features import offline
+    d = store.storage_path / 'g'
+    data = sorted(p.name for p in d.glob('part-*.parquet'))
+    assert sorted(p.name for p in d.glob('key-*.arrow')) == ['key-' + n[:-len('.parquet')] + '.arrow' for n in data]   # a key per file, written with it
+    for rebuilt in (False, True):                                          # as a fresh process: the persisted keys, then keys rebuilt from the files
+        offline._keys.clear()
+        if rebuilt:
+            for k in d.glob('key-*.arrow'): k.unlink()
+        got = OfflineFeatureStore(store.storage_path, compact_after=None).get_historical_features(q, ['g:x'], ttl=None if ttl is None else f'{ttl}s')
+        np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
+    ooc = OfflineFeatureStore(store.storage_path, compact_after=None, join_memory_budget=1)   # past the budget: out of core in DuckDB
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', OutOfCoreJoin)
+        got = ooc.get_historical_features(q, ['g:x'], ttl=None if ttl is None else f'{ttl}s')
+    assert ooc.last_engines == {'g': 'duckdb' if len(q) else 'memory'} and len(got) == len(q)   # an empty frame needs no memory
+    np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
     store.compact('g')                                                     # the same answers from one compacted file
+    assert sorted(p.name[4:-6] for p in d.glob('key-*.arrow')) == sorted(p.name[:-8] for p in d.glob('part-*.parquet'))   # the compaction's key replaces theirs
     got = store.get_historical_features(q, ['g:x'], ttl=None if ttl is None else f'{ttl}s')
     np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
