@@ -12,8 +12,7 @@ Bayesian views); and a winner is named only when the evidence says so."""
 
 # %% ../nbs/41_abtest.ipynb #a6041cb5
 from __future__ import annotations
-import hashlib, html, json, math, re
-from dataclasses import dataclass
+import hashlib, html, json, math, re, threading
 from pathlib import Path
 import numpy as np
 from .config import get_settings, ensure_dir, _html_table
@@ -72,6 +71,7 @@ class ABTest:
         correction:str='holm', # Across metrics and arms: 'holm', 'bh' or 'none'
         sequential:bool=False, # Always-valid results under repeated looks (confidence sequences)
         sequential_tuning:float=5000, # N* of the confidence sequence: the sample size where it is narrowest
+        scale:str='relative', # What the p-value, the interval and the call are about: 'relative' lift or 'absolute' difference
     ):
         variants, metrics = list(variants), list(metrics)
         if len(variants) < 2 or len(set(variants)) != len(variants):
@@ -85,10 +85,13 @@ class ABTest:
         for m,t in (metric_types or {}).items():
             if t not in ('continuous', 'binary'): raise ValueError(f"metric type of {m!r} must be 'continuous' or 'binary', not {t!r}")
         if correction not in ('holm', 'bh', 'none'): raise ValueError(f"correction must be 'holm', 'bh' or 'none', not {correction!r}")
+        if scale not in ('relative', 'absolute'): raise ValueError(f"scale must be 'relative' or 'absolute', not {scale!r}")
+        if not 0 < alpha < 1: raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
         self.name, self.variants, self.metrics, self.control = name, variants, metrics, control
         self.traffic_split, self.guardrails, self.lower_is_better = split, list(guardrails), list(lower_is_better)
         self.metric_types, self.alpha, self.correction = dict(metric_types or {}), alpha, correction
-        self.sequential, self.sequential_tuning = sequential, sequential_tuning
+        self.sequential, self.sequential_tuning, self.scale = sequential, sequential_tuning, scale
+        self._lock = threading.RLock()          # a view refreshing from a timer thread reads while the notebook records
         self._data = {(v, m): _Column() for v in variants for m in metrics}
         self._exposures = {v: 0 for v in variants}
         self._listeners = []
@@ -145,6 +148,18 @@ def _check(self:ABTest, variant, metric=None):
     if metric is not None and metric not in self.metrics:
         raise ValueError(f"Unknown metric {metric!r}; the metrics are {self.metrics}")
 
+def _finite(values, what:str)->np.ndarray:
+    "`values` as a float array, or a ValueError saying how many are not finite numbers and what to do"
+    try: a = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError) as e: raise ValueError(f"{what} must be numbers: {e}; nothing was recorded") from None
+    bad = ~np.isfinite(a)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what}: {int(bad.sum())} of {a.size} values are NaN or infinite (the first at position {i}: {a[i]}); "
+                         "nothing was recorded. Record finite numbers only: leave out units without a value, "
+                         "or record the value a missing one stands for (often 0)")
+    return a
+
 @patch
 def _changed(self:ABTest):
     for f in list(self._listeners): f(self)
@@ -155,9 +170,15 @@ def record_metric(self:ABTest, variant:str, metric:str, value:float, covariate:f
     col = self._data.get((variant, metric))
     if col is None or covariate is not None:
         return self.record_many(variant, metric, [value], None if covariate is None else [covariate])
-    col.pending.append(float(value))       # folded into the arrays (and moments) in bulk, before any read
-    if len(col.pending) >= 65_536: col._flush()
-    if metric == self.metrics[0]: self._exposures[variant] += 1
+    try: v = float(value)
+    except (TypeError, ValueError): raise ValueError(f"the value of {metric!r} for {variant!r} must be a number, not {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"the value of {metric!r} for {variant!r} is {v}: record finite numbers only (leave out a unit "
+                         "without a value, or record what a missing value stands for, often 0); nothing was recorded")
+    with self._lock:
+        col.pending.append(v)       # folded into the arrays (and moments) in bulk, before any read
+        if len(col.pending) >= 65_536: col._flush()
+        if metric == self.metrics[0]: self._exposures[variant] += 1
     if self._listeners: self._changed()
 
 @patch
@@ -168,11 +189,13 @@ def record_many(self:ABTest,
 ):
     "Record many values of `metric` for units in `variant`"
     self._check(variant, metric)
-    vals = np.asarray(values, dtype=float).ravel()
-    if covariates is not None and np.asarray(covariates).size != vals.size:
-        raise ValueError(f"{vals.size} values but {np.asarray(covariates).size} covariates")
-    self._data[(variant, metric)].extend(vals, covariates)
-    if metric == self.metrics[0]: self._exposures[variant] += vals.size
+    vals = _finite(values, f"the values of {metric!r} for {variant!r}")
+    if covariates is not None:
+        covariates = _finite(covariates, f"the covariates of {metric!r} for {variant!r}")
+        if covariates.size != vals.size: raise ValueError(f"{vals.size} values but {covariates.size} covariates")
+    with self._lock:
+        self._data[(variant, metric)].extend(vals, covariates)
+        if metric == self.metrics[0]: self._exposures[variant] += vals.size
     self._changed()
 
 @patch
@@ -181,17 +204,24 @@ def record_frame(self:ABTest,
     variant_col:str='variant', # Column holding each unit's variant
     covariates:dict|None=None, # Metric -> column with that metric's pre-experiment value
 ):
-    "Record every metric column of `df` (one row per unit) by variant"
+    "Record every metric column of `df` (one row per unit) by variant; all of it or, on bad input, nothing"
     covariates = covariates or {}
     if variant_col not in df.columns: raise ValueError(f"df has no column {variant_col!r}")
     bad = set(df[variant_col].unique()) - set(self.variants)
     if bad: raise ValueError(f"Unknown variant(s) {sorted(map(str, bad))} in {variant_col!r}; the variants are {self.variants}")
     cols = [m for m in self.metrics if m in df.columns]
     if not cols: raise ValueError(f"df has none of the metrics {self.metrics}")
+    for m, c in covariates.items():
+        if m not in cols or c not in df.columns: raise ValueError(f"covariates: {m!r} -> {c!r} needs both columns in df")
+    checked = {m: _finite(df[m], f"column {m!r}") for m in cols}          # everything is checked before anything is recorded
+    checked.update({('cov', m): _finite(df[c], f"covariate column {c!r}") for m, c in covariates.items()})
+    arms = df[variant_col].to_numpy()
     listeners, self._listeners = self._listeners, []
     try:
-        for v, g in df.groupby(variant_col, sort=False, observed=True):
-            for m in cols: self.record_many(v, m, g[m].to_numpy(float), g[covariates[m]].to_numpy(float) if m in covariates else None)
+        for v in self.variants:
+            sel = arms == v
+            if not sel.any(): continue
+            for m in cols: self.record_many(v, m, checked[m][sel], checked[('cov', m)][sel] if m in covariates else None)
     finally: self._listeners = listeners
     self._changed()
 
@@ -209,26 +239,54 @@ def _metric_type(self:ABTest, metric)->str:
 
 @patch
 def _compare(self:ABTest, metric, treatment, kind):
-    "One treatment against the control on one metric"
+    "One treatment against the control on one metric; the p-value on `self.scale` (relative lift or absolute difference)"
     cc, tc = self._data[(self.control, metric)], self._data[(treatment, metric)]
     sc, st = S.from_moments(cc.mom), S.from_moments(tc.mom)
-    row = dict(metric=metric, variant=treatment, type=kind, n=st[0], mean=st[1], std=math.sqrt(st[2]) if st[0] else math.nan,
-               control_n=sc[0], control_mean=sc[1], control_std=math.sqrt(sc[2]) if sc[0] else math.nan, cuped_variance_removed=math.nan)
+    row = dict(metric=metric, variant=treatment, type=kind, scale=self.scale, n=st[0], mean=st[1],
+               std=math.sqrt(st[2]) if st[0] else math.nan, control_n=sc[0], control_mean=sc[1],
+               control_std=math.sqrt(sc[2]) if sc[0] else math.nan, cuped_variance_removed=math.nan, note='')
     if sc[0] < 2 or st[0] < 2:
         return {**row, 'note': f"not enough data: {sc[0]} values in {self.control!r}, {st[0]} in {treatment!r} (2 needed in each)"}
     if cc.has_cov and tc.has_cov and cc.pairs[0] > 1 and tc.pairs[0] > 1:
         (sc, st), removed = S.cuped_from_moments([cc.pairs, tc.pairs])
         row['cuped_variance_removed'] = removed
+    # the difference's standard error: unpooled for proportions too, so that its p-value and its interval agree
     test = S.prop_ztest(sc[0], sc[1], st[0], st[1], self.alpha) if kind == 'binary' and not math.isfinite(row['cuped_variance_removed']) \
            else S.welch(*sc, *st, alpha=self.alpha)
-    row.update(test)
+    row.update(diff=test['diff'], se=test['se'], df=test['df'])
     row.update(S.relative_lift(*sc, *st, alpha=self.alpha, df=test['df']))
     row.update(S.chance_to_win(test['diff'], test['se']))
-    row.update(S.sequential_interval(test['diff'], test['se'], sc[0] + st[0], self.alpha, self.sequential_tuning))
-    if sc[2] == 0 and st[2] == 0: row['note'] = 'all values identical in both arms: no variance to test'
+    if (ln := row.pop('lift_note')): row['note'] = ln + ('; use scale=\'absolute\'' if self.scale == 'relative' else '')
+    if sc[2] == 0 and st[2] == 0:
+        if sc[1] == st[1]: note = f'all values identical in both arms ({sc[1]:.4g}): no difference to test'
+        else:
+            note = (f"zero variance: every value is {sc[1]:.4g} in {self.control!r} and {st[1]:.4g} in {treatment!r}; "
+                    "there is no spread to test a difference against (is the metric logged correctly?)")
+            row.update(se=math.nan, lift_se=math.nan, chance_to_win=math.nan, expected_loss=math.nan)
+        row['note'] = '; '.join(x for x in (note, row['note']) if x)
+    if self.scale == 'relative' and row['lift_se'] == 0 and row['se'] > 0:
+        row['note'] = '; '.join(x for x in (row['note'], f"the relative lift is degenerate: {treatment!r} has mean 0, so its "
+                                            "delta-method standard error is 0; use scale='absolute'") if x)
+        row['lift_se'] = math.nan
+    est, se = (row['lift'], row['lift_se']) if self.scale == 'relative' else (row['diff'], row['se'])
+    row['estimate'], row['estimate_se'] = est, se
+    row['t_statistic'] = est/se if se > 0 else math.nan
+    row['p_value'] = S.estimate_test(est, se, test['df'], self.alpha)['p_value']
+    row.update(S.sequential_interval(est, se, sc[0] + st[0], self.alpha, self.sequential_tuning) if math.isfinite(row['p_value'])
+               else dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan))
     return row
 
 # %% ../nbs/41_abtest.ipynb #714cc698
+def _fmt(x, pct=False):
+    "A number for a table: 4 significant digits, or a signed percentage; '–' for a missing one"
+    if x is None: return '–'
+    if isinstance(x, (bool, np.bool_)): return str(bool(x))
+    if isinstance(x, (int, np.integer)): return f'{x:+.2%}' if pct else str(int(x))
+    try: x = float(x)
+    except (TypeError, ValueError): return str(x)
+    if not math.isfinite(x): return '–'
+    return f'{x:+.2%}' if pct else f'{x:.4g}'
+
 class Analysis(dict):
     "The analysis of an `ABTest`: a nested dict like the seed's, with `.to_frame()`, `.srm` and a table display"
     def to_frame(self)->pd.DataFrame:
@@ -237,16 +295,16 @@ class Analysis(dict):
     @property
     def srm(self)->dict: return self['_srm']
     def __repr__(self):
-        cols = ['metric', 'variant', 'n', 'mean', 'control_mean', 'lift', 'p_value_adj', 'significant']
+        cols = ['metric', 'variant', 'n', 'mean', 'control_mean', 'lift', 'ci_low', 'ci_high', 'p_value_adj', 'significant']
         srm = '  SAMPLE RATIO MISMATCH: results are not trustworthy\n' if self.srm['srm'] else ''
         return f"Analysis of {self['_name']!r}\n{srm}" + self.to_frame()[cols].to_string(index=False)
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {'text/plain': repr(self), 'text/html': _analysis_html(self)}
 
 _FRAME_COLS = ['metric', 'variant', 'type', 'n', 'mean', 'std', 'control_n', 'control_mean', 'control_std', 'diff',
-               'diff_ci_low', 'diff_ci_high', 'lift', 'lift_ci_low', 'lift_ci_high', 't_statistic', 'p_value', 'p_value_adj',
-               'significant', 'seq_p_value', 'seq_ci_low', 'seq_ci_high', 'chance_to_win', 'expected_loss',
-               'cuped_variance_removed', 'note']
+               'diff_ci_low', 'diff_ci_high', 'lift', 'lift_ci_low', 'lift_ci_high', 'scale', 'estimate', 'ci_low', 'ci_high',
+               'ci_level', 't_statistic', 'p_value', 'p_value_adj', 'significant', 'seq_p_value', 'seq_ci_low', 'seq_ci_high',
+               'chance_to_win', 'expected_loss', 'cuped_variance_removed', 'note']
 
 # %% ../nbs/41_abtest.ipynb #8c64887e
 @patch
@@ -254,23 +312,30 @@ def analyze(self:ABTest, metrics:list|None=None)->Analysis:
     "Compare every treatment with the control on each metric; see `Analysis`"
     metrics = list(metrics or self.metrics)
     for m in metrics: self._check(self.control, m)
-    rows = []
-    for m in metrics:
-        kind = self._metric_type(m)
-        for v in self.variants:
-            if v == self.control: continue
-            r = self._compare(m, v, kind)
-            r['diff_ci_low'], r['diff_ci_high'], r['t_statistic'] = r.pop('ci_low', math.nan), r.pop('ci_high', math.nan), r.pop('t', math.nan)
-            r['note'] = '; '.join(x for x in (r.get('note', ''), r.pop('lift_note', '')) if x)
-            rows.append({c: r.get(c, math.nan) for c in _FRAME_COLS})
-    p = np.array([r['seq_p_value' if self.sequential else 'p_value'] for r in rows], dtype=float)
-    for r, q in zip(rows, S.adjust_pvalues(p, self.correction)):
-        r['p_value_adj'], r['significant'] = float(q), bool(q < self.alpha)
-    srm = S.srm_test([self._exposures[v] for v in self.variants], list(self.traffic_split.values()))
+    with self._lock:
+        rows = [self._compare(m, v, self._metric_type(m)) for m in metrics for v in self.variants if v != self.control]
+        arms = {m: {v: S.from_moments(self._data[(v, m)].mom) for v in self.variants} for m in metrics}
+        srm = S.srm_test([self._exposures[v] for v in self.variants], list(self.traffic_split.values()))
+    p = np.array([r.get('seq_p_value' if self.sequential else 'p_value', math.nan) for r in rows], dtype=float)
+    for r, q, p0 in zip(rows, S.adjust_pvalues(p, self.correction), p):
+        # every interval at the level whose interval excludes 0 exactly when the adjusted p-value is below alpha
+        a = self.alpha*p0/q if q > 0 and p0 > 0 and q > p0 else self.alpha
+        r['p_value_adj'], r['significant'], r['ci_level'] = float(q), bool(q < self.alpha), 1 - a
+        df = r.get('df', math.nan)
+        d = S.estimate_test(r.get('diff', math.nan), r.get('se', math.nan), df, a)
+        lf = S.estimate_test(r.get('lift', math.nan), r.get('lift_se', math.nan), df, a)
+        r['diff_ci_low'], r['diff_ci_high'], r['lift_ci_low'], r['lift_ci_high'] = d['ci_low'], d['ci_high'], lf['ci_low'], lf['ci_high']
+        if self.sequential and math.isfinite(p0):
+            r.update(S.sequential_interval(r['estimate'], r['estimate_se'], r['n'] + r['control_n'], a, self.sequential_tuning))
+            r['seq_p_value'] = p0
+        shown = ('seq_ci_low', 'seq_ci_high') if self.sequential else (('lift_ci_low', 'lift_ci_high') if self.scale == 'relative'
+                                                                       else ('diff_ci_low', 'diff_ci_high'))
+        r['ci_low'], r['ci_high'] = r.get(shown[0], math.nan), r.get(shown[1], math.nan)
+    rows = [{c: r.get(c, math.nan) for c in _FRAME_COLS} for r in rows]
     res = Analysis(_rows=rows, _srm=srm, _name=self.name)
     for m in metrics:
-        res[m] = {v: dict(zip(('count', 'mean', 'std'), (lambda n, mu, var: (n, mu, math.sqrt(var) if n else math.nan))(
-                      *S.from_moments(self._data[(v, m)].mom)))) for v in self.variants}
+        res[m] = {v: dict(zip(('count', 'mean', 'std'), (n, mu, math.sqrt(var) if n else math.nan)))
+                  for v, (n, mu, var) in arms[m].items()}
         sub = [r for r in rows if r['metric'] == m]
         res[m]['comparisons'] = {r['variant']: {k: x for k,x in r.items() if k != 'metric'} for r in sub}
         res[m]['comparison'] = {k: sub[0][k] for k in ('variant', 'diff', 'lift', 't_statistic', 'p_value', 'p_value_adj',
@@ -305,8 +370,11 @@ def get_winner(self:ABTest)->Decision:
         if r.significant and not better(r):
             return Decision(None, f"{best.variant!r} improves {primary!r} but the guardrail {g!r} got significantly worse "
                                   f"(lift {r.lift:+.2%}, adjusted p={r.p_value_adj:.3g})")
-    return Decision(best.variant, f"{best.variant!r} improves {primary!r} by {best.lift:+.2%} "
-                                  f"(95% CI {best.lift_ci_low:+.2%} to {best.lift_ci_high:+.2%}, adjusted p={best.p_value_adj:.3g}); "
+    pct = self.scale == 'relative'
+    what = 'lift' if pct else 'difference'
+    return Decision(best.variant, f"{best.variant!r} improves {primary!r} by {_fmt(best['lift'], True)} (difference "
+                                  f"{_fmt(best['diff'])}; {what} {best.ci_level*100:.4g}% {'always-valid ' if self.sequential else ''}CI "
+                                  f"{_fmt(best.ci_low, pct)} to {_fmt(best.ci_high, pct)}, adjusted p={best.p_value_adj:.3g}); "
                                   f"no sample ratio mismatch, no guardrail got worse")
 
 # %% ../nbs/41_abtest.ipynb #163fab11
@@ -317,7 +385,7 @@ def save(self:ABTest, path:str|Path|None=None)->Path:
     cfg = dict(name=self.name, variants=self.variants, traffic_split=self.traffic_split, metrics=self.metrics,
                control=self.control, guardrails=self.guardrails, metric_types=self.metric_types,
                lower_is_better=self.lower_is_better, alpha=self.alpha, correction=self.correction,
-               sequential=self.sequential, sequential_tuning=self.sequential_tuning, exposures=self._exposures)
+               sequential=self.sequential, sequential_tuning=self.sequential_tuning, scale=self.scale, exposures=self._exposures)
     parts = [pd.DataFrame({'variant': v, 'metric': m, 'value': c.values, 'covariate': c.covariates})
              for (v, m), c in self._data.items() if c.n]
     data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['variant', 'metric', 'value', 'covariate'])
@@ -341,19 +409,27 @@ def load(cls:ABTest, name_or_path:str|Path)->ABTest:
     return t
 
 # %% ../nbs/41_abtest.ipynb #2cfae3cf
-def _fmt(x, pct=False):
-    if x is None or (isinstance(x, float) and not math.isfinite(x)): return '–'
-    return f'{x:+.2%}' if pct else (f'{x:.4g}' if isinstance(x, float) else str(x))
+def _interval_head(df)->str:
+    "The header of the interval column: which estimate, at which level"
+    if df.empty: return '[95% CI]'
+    rel, seq = df['scale'].iloc[0] == 'relative', df['seq_p_value'].notna().any() and (df['ci_low'] == df['seq_ci_low']).all()
+    lv = sorted(set(round(x*100, 2) for x in df['ci_level'] if x == x))
+    level = f'{lv[0]:g}%' if len(lv) == 1 else 'corrected'
+    return f"{'lift' if rel else 'diff'} [{level} {'always-valid ' if seq else ''}CI]"
 
 def _analysis_html(res:Analysis)->str:
     df = res.to_frame()
     warn = ('<p style="color:#b00020;font-weight:bold">⚠ Sample ratio mismatch (p = %.2g): the units per variant do not '
             'match the traffic split, so these results are not trustworthy.</p>' % res.srm['p_value']) if res.srm['srm'] else ''
-    rows = [(r.metric, r.variant, r.n, _fmt(r.mean), _fmt(r.control_mean), _fmt(r['diff']),
-             f"{_fmt(r.lift, True)} [{_fmt(r.lift_ci_low, True)}, {_fmt(r.lift_ci_high, True)}]",
-             _fmt(r.p_value_adj), '✔' if r.significant else '', r.note) for _,r in df.iterrows()]
-    head = ('metric', 'variant', 'n', 'mean', 'control mean', 'diff', 'lift [95% CI]', 'adj. p', 'significant', 'note')
-    return f'<b>A/B test {html.escape(res["_name"])}</b>{warn}' + _html_table(rows, head)
+    rel = df.empty or df['scale'].iloc[0] == 'relative'
+    rows = [(r['metric'], r['variant'], r['n'], _fmt(r['mean']), _fmt(r['control_mean']), _fmt(r['diff']), _fmt(r['lift'], True),
+             f"{_fmt(r['estimate'], rel)} [{_fmt(r['ci_low'], rel)}, {_fmt(r['ci_high'], rel)}]",
+             _fmt(r['p_value_adj']), '✔' if r['significant'] else '', r['note']) for _,r in df.iterrows()]
+    head = ('metric', 'variant', 'n', 'mean', 'control mean', 'diff', 'lift', _interval_head(df), 'adj. p', 'significant', 'note')
+    foot = ('' if len(df) < 2 else
+            f'<p><small>Significant means the adjusted p-value is below alpha; each interval is at the level that agrees with '
+            f'it ({len(df)} comparisons).</small></p>')
+    return f'<b>A/B test {html.escape(res["_name"])}</b>{warn}' + _html_table(rows, head) + foot
 
 @patch
 def _repr_mimebundle_(self:ABTest, include=None, exclude=None):

@@ -17,8 +17,8 @@ from scipy.special import stdtr, stdtrit, ndtr, ndtri, chdtrc
 
 # %% auto #0
 __all__ = ['SRM_THRESHOLD', 'moments', 'merge_moments', 'summarize', 'from_moments', 'pair_moments', 'merge_pairs', 'welch',
-           'prop_ztest', 'relative_lift', 'srm_test', 'cuped_from_moments', 'cuped_summaries', 'adjust_pvalues',
-           'sequential_interval', 'chance_to_win', 'sample_size', 'minimum_detectable_effect']
+           'prop_ztest', 'relative_lift', 'estimate_test', 'srm_test', 'cuped_from_moments', 'cuped_summaries',
+           'adjust_pvalues', 'sequential_interval', 'chance_to_win', 'sample_size', 'minimum_detectable_effect']
 
 # %% ../nbs/40_abtest_stats.ipynb #74ebcfab
 def moments(values)->np.ndarray:
@@ -73,7 +73,8 @@ def welch(n_c, m_c, v_c, n_t, m_t, v_t, alpha:float=0.05)->dict:
         same = diff == 0
         return dict(diff=diff, se=0.0, df=math.nan, t=math.nan, p_value=1.0 if same else 0.0, ci_low=diff, ci_high=diff)
     se = math.sqrt(se2)
-    df = se2**2 / ((v_t/n_t)**2/max(n_t-1, 1) + (v_c/n_c)**2/max(n_c-1, 1))
+    a, b = v_t/n_t, v_c/n_c; s = max(a, b); a, b = a/s, b/s        # scaled, so that tiny variances don't underflow
+    df = (a + b)**2 / (a*a/max(n_t-1, 1) + b*b/max(n_c-1, 1))
     t = diff/se
     q = float(stdtrit(df, 1 - alpha/2))
     return dict(diff=diff, se=se, df=df, t=t, p_value=float(2*stdtr(df, -abs(t))), ci_low=diff - q*se, ci_high=diff + q*se)
@@ -95,10 +96,28 @@ def relative_lift(n_c, m_c, v_c, n_t, m_t, v_t, alpha:float=0.05, df:float=math.
     if m_c == 0 or not math.isfinite(m_c):
         return dict(lift=math.nan, lift_se=math.nan, lift_ci_low=math.nan, lift_ci_high=math.nan,
                     lift_note='lift undefined: the control mean is 0')
-    lift = m_t/m_c - 1
-    se = math.sqrt(v_t/(m_c**2*n_t) + v_c*m_t**2/(m_c**4*n_c))
+    r = m_t/m_c                                     # written so that no power of a tiny control mean underflows
+    lift, se = r - 1, math.sqrt(v_t/n_t + v_c*r*r/n_c)/abs(m_c)
+    if not (math.isfinite(lift) and math.isfinite(se)):
+        return dict(lift=math.nan, lift_se=math.nan, lift_ci_low=math.nan, lift_ci_high=math.nan,
+                    lift_note=f'lift undefined: the control mean ({m_c:.3g}) is too close to 0')
     q = float(stdtrit(df, 1 - alpha/2) if math.isfinite(df) else ndtri(1 - alpha/2))
     return dict(lift=lift, lift_se=se, lift_ci_low=lift - q*se, lift_ci_high=lift + q*se, lift_note='')
+
+# %% ../nbs/40_abtest_stats.ipynb #3c006a16
+def estimate_test(est:float, # The estimate: a difference or a relative lift
+                  se:float, # Its standard error
+                  df:float=math.inf, # Degrees of freedom (Welch's); inf for the normal distribution
+                  alpha:float=0.05, # 1 - the interval's confidence level
+                 )->dict:
+    "Two-sided p-value of `est` against 0 and its interval at level `1 - alpha`, from the same t (or normal) distribution"
+    if not (math.isfinite(est) and math.isfinite(se) and se >= 0):
+        return dict(p_value=math.nan, ci_low=math.nan, ci_high=math.nan)
+    if se == 0: return dict(p_value=1.0 if est == 0 else 0.0, ci_low=est, ci_high=est)
+    z = est/se
+    if math.isfinite(df) and df > 0: p, q = float(2*stdtr(df, -abs(z))), float(stdtrit(df, 1 - alpha/2))
+    else: p, q = float(2*ndtr(-abs(z))), float(ndtri(1 - alpha/2))
+    return dict(p_value=min(1.0, max(0.0, p)), ci_low=est - q*se, ci_high=est + q*se)
 
 # %% ../nbs/40_abtest_stats.ipynb #542117f7
 SRM_THRESHOLD = 0.001
@@ -152,7 +171,9 @@ def _cs_factor(N, alpha, tuning):
 
 def sequential_interval(diff, se, n_total, alpha:float=0.05, tuning:float=5000)->dict:
     "Always-valid interval and p-value for `diff` with standard error `se` after `n_total` units"
-    if not (se > 0 and n_total > 0): return dict(seq_ci_low=diff, seq_ci_high=diff, seq_p_value=math.nan)
+    if se == 0 and n_total > 0 and math.isfinite(diff):     # no spread: the same answer as `estimate_test`
+        return dict(seq_ci_low=diff, seq_ci_high=diff, seq_p_value=1.0 if diff == 0 else 0.0)
+    if not (se > 0 and n_total > 0 and math.isfinite(diff)): return dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan)
     h = _cs_factor(n_total, alpha, tuning)*se
     lo, hi = 1e-12, 1.0                                   # the smallest alpha whose sequence excludes 0
     if abs(diff) <= _cs_factor(n_total, 1.0 - 1e-12, tuning)*se: p = 1.0

@@ -8,13 +8,65 @@ clear error) and calls the Python API; nothing is done here that can't be done w
 
 # %% ../nbs/80_magics.ipynb #9596cf76
 from __future__ import annotations
-import html
+import contextlib, logging
 from IPython.core.magic import Magics, magics_class, line_magic, cell_magic
 from IPython.core.magic_arguments import magic_arguments, argument, parse_argstring
 from IPython.display import HTML
 
 # %% auto #0
-__all__ = ['MlopsMagics', 'backend_health', 'load_ipython_extension', 'unload_ipython_extension']
+__all__ = ['quiet_libraries', 'run_cell_once', 'track_summary', 'MlopsMagics', 'backend_health', 'load_ipython_extension',
+           'unload_ipython_extension']
+
+# %% ../nbs/80_magics.ipynb #3072cc61
+@contextlib.contextmanager
+def quiet_libraries(names=('mlflow', 'alembic'), level:int=logging.WARNING):
+    "Keep the INFO chatter of `names`' loggers out of the notebook for the block"
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.level for lg in loggers]
+    for lg in loggers: lg.setLevel(max(level, lg.getEffectiveLevel()))
+    try: yield
+    finally:
+        for lg, lv in zip(loggers, before): lg.setLevel(lv)
+
+def _add_line(e:BaseException, line:str):
+    "Show `line` after the traceback that `e` will render"
+    prev = getattr(e, '_render_traceback_', None)
+    stb = list(prev()) if prev else None
+    def render():
+        if stb is not None: return stb + [line]
+        import traceback
+        return [''.join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip(), line]
+    with contextlib.suppress(AttributeError, TypeError): e._render_traceback_ = render
+
+def _one_line(e:BaseException)->BaseException:
+    "An error shown as its one-line message, without our frames"
+    with contextlib.suppress(AttributeError, TypeError): e._render_traceback_ = lambda: [f'{type(e).__name__}: {e}']
+    return e
+
+def run_cell_once(shell, cell:str):
+    "Run `cell` as a notebook cell; on an error, raise it carrying the traceback the cell rendered, so it is shown once"
+    shown, had = [], '_showtraceback' in shell.__dict__
+    prev = shell.__dict__.get('_showtraceback')
+    shell._showtraceback = lambda etype, evalue, stb: shown.append(stb)
+    try: result = shell.run_cell(cell)
+    finally:
+        if had: shell._showtraceback = prev
+        else: del shell._showtraceback
+    err = result.error_before_exec or result.error_in_exec
+    if err is None: return result
+    if shown and not isinstance(err, SyntaxError):
+        stb = list(shown[-1])
+        with contextlib.suppress(AttributeError, TypeError): err._render_traceback_ = lambda: stb
+    raise err
+
+def track_summary(tracker, run, params:dict, metrics:dict)->str:
+    "One line: the run's name and id, what was logged, where to look"
+    fmt = lambda d: ', '.join(f'{k}={v!r}' if isinstance(v, str) else f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
+                              for k, v in d.items())
+    logged = '; '.join(x for x in (f'params {fmt(params)}' if params else '', f'metrics {fmt(metrics)}' if metrics else '') if x)
+    return (f"✔ run {run.info.run_name!r} ({run.info.run_id}) in experiment {tracker.experiment_name!r}: "
+            f"{logged or 'no params or metrics named'}; the cell as cell.py. See it: %runs {tracker.experiment_name} "
+            f"or {tracker.ui_command()}")
 
 # %% ../nbs/80_magics.ipynb #b616f210
 @magics_class
@@ -28,20 +80,33 @@ class MlopsMagics(Magics):
     @argument('--params', '-p', default='', help='comma-separated variables to log as params after the cell ran')
     @argument('--metrics', '-m', default='', help='comma-separated variables to log as metrics after the cell ran')
     def track(self, line, cell):
-        "Run the cell inside an MLflow run: the source as an artifact, named variables as params and metrics"
+        "Run the cell inside an MLflow run: the source as an artifact, named variables as params and metrics; one line says what was logged"
         args = parse_argstring(self.track, line)
-        from mlops_nb.tracking import ExperimentTracker
-        tracker = ExperimentTracker(experiment_name=args.experiment)
         names = lambda s: [x.strip() for x in s.split(',') if x.strip()]
-        with tracker.run(args.run_name) as run:
-            self.shell.user_ns['_run'] = run
-            tracker.client.log_text(run.info.run_id, cell, 'cell.py')
-            self.shell.run_cell(cell).raise_error()
-            ns = self.shell.user_ns
-            missing = [n for n in names(args.params) + names(args.metrics) if n not in ns]
-            if missing: raise NameError(f"%%track: the cell defined no variable {', '.join(map(repr, missing))} to log")
-            if names(args.params): tracker.log_params({n: ns[n] for n in names(args.params)})
-            if names(args.metrics): tracker.log_metrics({n: ns[n] for n in names(args.metrics)})
+        import mlflow    # noqa: F401  (it sets its loggers' levels when imported: import it before quieting them)
+        from mlops_nb.tracking import ExperimentTracker
+        with quiet_libraries():
+            tracker = ExperimentTracker(experiment_name=args.experiment)
+        run = None
+        try:
+            with tracker.run(args.run_name) as run:
+                self.shell.user_ns['_run'] = run
+                with quiet_libraries(): tracker.client.log_text(run.info.run_id, cell, 'cell.py')
+                run_cell_once(self.shell, cell)
+                ns = self.shell.user_ns
+                missing = [n for n in names(args.params) + names(args.metrics) if n not in ns]
+                if missing:
+                    raise _one_line(NameError(f"%%track: the cell defined no variable {', '.join(map(repr, missing))} to log"))
+                params, metrics = {n: ns[n] for n in names(args.params)}, {n: ns[n] for n in names(args.metrics)}
+                with quiet_libraries():
+                    if params: tracker.log_params(params)
+                    if metrics: tracker.log_metrics(metrics)
+        except BaseException as e:
+            if run is not None:
+                _add_line(e, f"%%track: run {run.info.run_name!r} ({run.info.run_id}) in experiment "
+                             f"{tracker.experiment_name!r} was marked {'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'}")
+            raise
+        print(track_summary(tracker, run, params, metrics))
         return None
 
     @line_magic
@@ -86,7 +151,7 @@ class MlopsMagics(Magics):
     @line_magic
     def mlops(self, line):
         "The workspace, the backends in use and whether each answers"
-        from mlops_nb.config import get_settings, redact
+        from mlops_nb.config import get_settings
         return HTML(_health_html(get_settings()))
 
 # %% ../nbs/80_magics.ipynb #e3960c28

@@ -218,3 +218,60 @@ def drive_the_widgets(lab, page):
     widget_errors = [e for e in page.console_errors if 'widget' in e.lower() or 'comm' in e.lower() or 'page error' in e]
     assert not widget_errors, widget_errors
     print(f"screenshots in {SHOTS}")
+
+
+# ---------------------------------------------------------------- the executed walk-through, as a reader sees it
+@pytest.fixture(scope='module')
+def walkthrough_html(tmp_path_factory) -> Path:
+    "The HTML of the executed walk-through: MLOPS_NB_WALKTHROUGH_HTML if set, else made once by `mlops-nb demo --full` in a fresh workspace"
+    given = os.environ.get('MLOPS_NB_WALKTHROUGH_HTML')
+    if given: return Path(given)
+    import re
+    tmp = tmp_path_factory.mktemp('walkthrough')
+    env = {**os.environ, 'MLOPS_NB_HOME': str(tmp / 'ws')}
+    out = subprocess.run([str(Path(sys.executable).parent / 'mlops-nb'), 'demo', '--full'], env=env, cwd=tmp,
+                         capture_output=True, text=True, timeout=1100)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    m = re.search(r'executed notebook: (\S+\.ipynb)', out.stdout)
+    assert m, out.stdout[-2000:]
+    html = Path(m.group(1)).with_suffix('.html')
+    assert html.exists(), f"no HTML beside {m.group(1)}"
+    return html
+
+
+def open_report(page, html: Path) -> str:
+    "Open the report; the text of its outputs (not of its code)"
+    page.goto(html.resolve().as_uri())
+    page.wait_for_load_state('load')
+    assert page.locator('.jp-OutputArea-output').count() > 0, 'the report has no outputs: was the notebook executed?'
+    return '\n'.join(page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText)"))
+
+
+# what a reader must never see in a report: a method or a figure printed instead of its value, an object's address,
+# a percentage of nothing
+BAD_TEXT = ('bound method', '<Figure size', 'object at 0x', 'nan%')
+
+
+@pytest.mark.timeout(1500)
+def test_the_executed_walkthrough_report_shows_values_not_reprs(walkthrough_html, page):
+    text = open_report(page, walkthrough_html)
+    found = [b for b in BAD_TEXT if b in text]
+    assert not found, [text[max(0, text.index(b) - 300):text.index(b) + 200] for b in found]
+    assert 'Traceback (most recent call last)' not in text
+    # every image was drawn; no number in a table was lost to a formatting slip ('nan' is what formatting a float NaN
+    # gives, where a table should say what is missing and why)
+    imgs = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output img')].map(i => i.naturalWidth)")
+    assert imgs and all(w > 0 for w in imgs), imgs
+    cells = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output td')].map(td => td.innerText.trim())""")
+    lost = [c for c in cells if c in ('nan', 'nan%', '+nan%', '-nan%', 'inf%', '+inf%', '-inf%')]   # pandas' own 'NaN' is a value
+    assert not lost, f"table cells without their number: {lost[:20]}"
+    assert any(any(ch.isdigit() for ch in c) for c in cells), 'no table of the report holds a number'
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.xfail(strict=False, reason="issue 12 item 9, open: Optuna's ExperimentalWarning (tuning.py) and MLflow's "
+                   "'Registered model ... already exists' lines (models/registry.py) still reach the report; remove this mark when it lands")
+def test_the_executed_walkthrough_report_has_no_stderr_blocks(walkthrough_html, page):
+    open_report(page, walkthrough_html)
+    stderr = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
+    assert stderr.count() == 0, [stderr.nth(i).inner_text()[:300] for i in range(min(stderr.count(), 5))]

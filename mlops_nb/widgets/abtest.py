@@ -13,39 +13,44 @@ import html, threading, time
 import numpy as np
 import ipywidgets as W
 from .runs import show_figure
-from IPython.display import display
-from ..abtest import ABTest, _fmt
+from ..abtest import ABTest, _fmt, _interval_head
 
 # %% auto #0
 __all__ = ['forest_plot', 'ABTestView']
 
 # %% ../../nbs/72_widgets.abtest.ipynb #868c17f4
 def forest_plot(frame, selected:str|None=None):
-    "Relative lift of every metric × treatment with its interval; the `selected` metric in colour"
+    "The estimate the call is about (relative lift, or difference) of every metric × treatment with its interval; the `selected` metric in colour"
     from mlops_nb.figures import new_figure
     df = frame.iloc[::-1]
+    rel = df.empty or df['scale'].iloc[0] == 'relative'
     fig = new_figure(figsize=(7, 0.45*len(df) + 1.3), layout='constrained')
     ax = fig.subplots()
     for i, (_, r) in enumerate(df.iterrows()):
-        c = ('#2a9d8f' if r.significant else '#264653') if (selected is None or r.metric == selected) else '#bbbbbb'
-        if np.isfinite(r.lift):
-            ax.errorbar(r.lift, i, xerr=[[r.lift - r.lift_ci_low], [r.lift_ci_high - r.lift]], fmt='o', color=c, capsize=4)
+        c = ('#2a9d8f' if r['significant'] else '#264653') if (selected is None or r['metric'] == selected) else '#bbbbbb'
+        if np.isfinite(r['estimate']) and np.isfinite(r['ci_low']):
+            ax.errorbar(r['estimate'], i, xerr=[[r['estimate'] - r['ci_low']], [r['ci_high'] - r['estimate']]], fmt='o', color=c, capsize=4)
     ax.axvline(0, color='#e76f51', lw=1, ls='--')
-    ax.set_yticks(range(len(df)), [f'{r.metric}: {r.variant}' for _, r in df.iterrows()])
-    ax.xaxis.set_major_formatter(lambda x, _: f'{x:+.0%}' if abs(x) >= 0.01 or x == 0 else f'{x:+.1%}')
-    ax.set(xlabel='relative lift vs control (95% CI)', title='Lift of each treatment')
+    ax.set_yticks(range(len(df)), [f"{r['metric']}: {r['variant']}" for _, r in df.iterrows()])
+    if rel: ax.xaxis.set_major_formatter(lambda x, _: f'{x:+.0%}' if abs(x) >= 0.01 or x == 0 else f'{x:+.1%}')
+    head = _interval_head(frame)
+    ax.set(xlabel=f"{'relative lift' if rel else 'difference'} vs control ({head[head.index('[')+1:-1]})",
+           title='Lift of each treatment' if rel else 'Difference of each treatment')
     ax.grid(axis='x', alpha=0.3)
     return fig
 
 # %% ../../nbs/72_widgets.abtest.ipynb #c015f2a5
 class ABTestView(W.VBox):
     "Interactive analysis of an `ABTest`: metric picker, results table, forest plot, SRM warning, decision"
-    def __init__(self, test:ABTest, metric:str|None=None, min_interval:float=0.5):
+    def __init__(self, test:ABTest, metric:str|None=None,
+                 min_interval:float=0.5, # Seconds between two redraws while values arrive
+                ):
         self.test, self.min_interval = test, min_interval
         self.metric = W.Dropdown(options=test.metrics, value=metric or test.metrics[0], description='metric')
         self.refresh_button = W.Button(description='refresh', icon='refresh', layout=W.Layout(width='100px'))
         self.srm = W.HTML(); self.table = W.HTML(); self.decision = W.HTML(); self.plot = W.Output()
-        self.fig, self.analysis, self._last, self._timer = None, None, 0.0, None
+        self.fig, self.analysis, self._last, self._timer, self._dirty, self.renders = None, None, 0.0, None, False, 0
+        self._view_lock, self._sched = threading.RLock(), threading.Lock()
         super().__init__([W.HTML(f'<h3>A/B test: {html.escape(test.name)}</h3>'), W.HBox([self.metric, self.refresh_button]),
                           self.srm, self.table, self.plot, self.decision])
         self.metric.observe(self._on_metric, names='value')
@@ -60,10 +65,13 @@ from fastcore.basics import patch
 
 @patch
 def refresh(self:ABTestView):
-    "Recompute the analysis and redraw everything"
-    self._last = time.monotonic()
-    self.analysis = self.test.analyze()
-    self._render()
+    "Recompute the analysis and redraw everything, now"
+    with self._view_lock:
+        self._dirty, self._last = False, time.monotonic()
+        self.analysis = self.test.analyze()
+        self._render()
+        self.renders += 1
+        self._last = time.monotonic()
 
 @patch
 def _render(self:ABTestView):
@@ -74,17 +82,18 @@ def _render(self:ABTestView):
                       f'{self.test.traffic_split}. Fix assignment before trusting these results.</div>') if s['srm'] else ''
     df = res.to_frame()
     sub = df[df.metric == m]
-    rows = ''.join(f'<tr><td>{html.escape(str(r.variant))}</td><td>{r.n}</td><td>{_fmt(r["mean"])}</td><td>{_fmt(r.control_mean)}</td>'
-                   f'<td>{_fmt(r["diff"])} [{_fmt(r.diff_ci_low)}, {_fmt(r.diff_ci_high)}]</td>'
-                   f'<td>{_fmt(r.lift, True)} [{_fmt(r.lift_ci_low, True)}, {_fmt(r.lift_ci_high, True)}]</td>'
-                   f'<td>{_fmt(r.p_value_adj)}</td><td>{"✔" if r.significant else ""}</td><td>{html.escape(r.note)}</td></tr>'
+    rel = self.test.scale == 'relative'
+    rows = ''.join(f'<tr><td>{html.escape(str(r["variant"]))}</td><td>{r["n"]}</td><td>{_fmt(r["mean"])}</td><td>{_fmt(r["control_mean"])}</td>'
+                   f'<td>{_fmt(r["diff"])}</td><td>{_fmt(r["lift"], True)}</td>'
+                   f'<td>{_fmt(r["estimate"], rel)} [{_fmt(r["ci_low"], rel)}, {_fmt(r["ci_high"], rel)}]</td>'
+                   f'<td>{_fmt(r["p_value_adj"])}</td><td>{"✔" if r["significant"] else ""}</td><td>{html.escape(r["note"])}</td></tr>'
                    for _, r in sub.iterrows())
     head = ''.join(f'<th style="text-align:left;padding:2px 8px">{h}</th>' for h in
-                   ('variant', 'n', 'mean', f'{html.escape(self.test.control)} mean', 'diff [95% CI]', 'lift [95% CI]',
+                   ('variant', 'n', 'mean', f'{html.escape(self.test.control)} mean', 'diff', 'lift', html.escape(_interval_head(sub)),
                     'adj. p', 'significant', 'note'))
     self.table.value = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     self.fig = forest_plot(df, m)
-    show_figure(self.plot, self.fig)
+    show_figure(self.plot, self.fig, alt=f'forest plot of the lifts of {m}')
     d = self.test.get_winner()
     color = '#1b5e20' if d else '#444'
     self.decision.value = (f'<div style="color:{color}"><b>Decision: {html.escape(d.winner or "no winner")}</b> — '
@@ -95,10 +104,33 @@ def _on_metric(self:ABTestView, change=None): self._render()
 
 @patch
 def _on_data(self:ABTestView, test=None):
-    "New values were recorded: refresh now, or once the burst is over"
-    if time.monotonic() - self._last >= self.min_interval: return self.refresh()
-    if self._timer is None or not self._timer.is_alive():
-        self._timer = threading.Timer(self.min_interval, self.refresh); self._timer.daemon = True; self._timer.start()
+    "New values were recorded: redraw soon, at most once per `min_interval`, never inside the recording call"
+    self._dirty = True
+    with self._sched:
+        if self._timer is None: self._start_timer(self.min_interval - (time.monotonic() - self._last))
+
+@patch
+def _start_timer(self:ABTestView, wait:float):
+    t = threading.Timer(max(0.0, wait), self._deferred); t.daemon = True
+    self._timer = t; t.start()
+
+@patch
+def _deferred(self:ABTestView):
+    "The timer's redraw: wait out the rest of `min_interval`, then show everything recorded so far"
+    with self._sched:
+        wait = self.min_interval - (time.monotonic() - self._last)
+        if wait > 0: return self._start_timer(wait)
+        self._timer = None
+    with self._view_lock:
+        if self._dirty: self.refresh()
+
+@patch
+def flush(self:ABTestView):
+    "Show every value recorded so far now, instead of at the next scheduled redraw"
+    with self._sched:
+        if self._timer is not None: self._timer.cancel(); self._timer = None
+    with self._view_lock:
+        if self._dirty: self.refresh()
 
 @patch(as_prop=True)
 def results(self:ABTestView):

@@ -10,10 +10,9 @@ current values in the online store."""
 # %% ../../nbs/71_widgets.features.ipynb #178a949d
 from __future__ import annotations
 import html
-import numpy as np, pandas as pd
+import pandas as pd
 import ipywidgets as W
 from .runs import show_figure
-from IPython.display import display
 from ..features.offline import OfflineFeatureStore
 from ..features.online import OnlineFeatureStore
 from ..features.registry import FeatureRegistry
@@ -101,6 +100,12 @@ def look_up(self:FeatureExplorer):
     "Show the online values of the typed entity for the chosen group"
     e = self.entity.value.strip()
     if not e: self.lookup_result.value = ''; return
+    if self.group.value is None:
+        self.online_values = None
+        self.lookup_result.value = ('<i>no feature group to look the entity up in: write one to the offline store '
+                                    '(<code>OfflineFeatureStore().write(group, df)</code>, or <code>FeatureRegistry.run</code>) '
+                                    'and materialise it online (<code>materialize</code>)</i>')
+        return
     if self.online is None: self.online = OnlineFeatureStore()
     feats = self.offline._meta(self.group.value)['features']
     self.online_values = self.online.get_features([e], feats, group=self.group.value)

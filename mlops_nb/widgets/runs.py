@@ -12,9 +12,8 @@ seconds when new runs arrive."""
 # %% ../../nbs/70_widgets.runs.ipynb #97768cdb
 from __future__ import annotations
 import html, threading
-import numpy as np, pandas as pd
+import pandas as pd
 import ipywidgets as W
-from IPython.display import display
 from ..tracking import ExperimentTracker
 
 # %% auto #0
@@ -38,13 +37,12 @@ def history_figure(client, run_ids:list, names:list, metric:str):
     return fig
 
 # %% ../../nbs/70_widgets.runs.ipynb #454ae35d
-def show_figure(out:W.Output, fig):
-    "Show a matplotlib `Figure` in an `Output` widget as a PNG, the same in every front-end and kernel backend"
-    import io
-    from IPython.display import Image
+def show_figure(out:W.Output, fig, alt:str='a figure'):
+    "Show a matplotlib `Figure` in an `Output` widget as a PNG, the same in every front-end and kernel backend (and from any thread)"
+    import base64, io
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
-    out.clear_output(wait=True)
-    with out: display(Image(buf.getvalue(), format='png'))
+    out.outputs = ({'output_type': 'display_data', 'metadata': {},
+                    'data': {'image/png': base64.b64encode(buf.getvalue()).decode(), 'text/plain': alt}},)
 
 # %% ../../nbs/70_widgets.runs.ipynb #41aeade2
 class RunsBrowser(W.VBox):
@@ -69,7 +67,7 @@ class RunsBrowser(W.VBox):
                           W.HBox([self.sort_by, self.ascending, self.metric, self.maximize]), self.error, self.info, self.table,
                           W.HBox([self.prev, self.page, self.next]), self.select, self.compare_table, self.plot, self.ui])
         self.experiment.observe(self._on_experiment, names='value')
-        self.filter.observe(lambda _: self.refresh(), names='value')
+        self.filter.observe(self._on_filter, names='value')
         for w in (self.sort_by, self.ascending, self.metric, self.maximize, self.page): w.observe(self._on_view, names='value')
         self.maximize.observe(lambda ch: setattr(self.maximize, 'description', 'higher is better' if ch['new'] else 'lower is better'), names='value')
         self.select.observe(self._on_select, names='value')
@@ -153,6 +151,12 @@ def _render(self:RunsBrowser):
 
 @patch
 def _on_view(self:RunsBrowser, change=None): self._render()
+
+@patch
+def _on_filter(self:RunsBrowser, change=None):
+    "A new filter shows a new list: start it at page 1"
+    with self.hold_trait_notifications(): self.page.value = 1
+    self.refresh()
 
 @patch
 def _on_experiment(self:RunsBrowser, change=None):
