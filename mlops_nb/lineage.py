@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 # %% auto #0
 __all__ = ['TRAINING_SET', 'FEATURE_DEFS', 'PIPELINE_VERSION', 'ABTEST_PREFIX', 'GATE', 'frame_hash', 'training_set_info',
-           'log_training_set', 'record_abtest', 'Lineage', 'run_links', 'model_lineage']
+           'log_training_set', 'record_abtest', 'readable_time', 'clip', 'Lineage', 'run_links', 'model_lineage']
 
 # %% ../nbs/25_lineage.ipynb #7aad346d
 TRAINING_SET = 'mlops_nb.training_set'
@@ -90,38 +90,70 @@ def record_abtest(ab, # An `ABTest` whose variants are model versions
         registry.client.set_model_version_tag(registry.name, n, ABTEST_PREFIX + ab.name, json.dumps({**verdict, 'variant': v}))
     return verdict
 
+# %% ../nbs/25_lineage.ipynb #b7e2c002
+def readable_time(v)->str:
+    "A time (ISO string, epoch seconds or milliseconds, datetime) as `YYYY-MM-DD HH:MM:SS UTC`; '' for none"
+    if v is None or v == '' or v != v: return ''
+    try:
+        if isinstance(v, (int, float)): d = datetime.fromtimestamp(v/1000 if v > 1e11 else v, timezone.utc)
+        elif isinstance(v, datetime): d = v
+        else: d = datetime.fromisoformat(str(v).replace('Z', '+00:00'))
+    except (ValueError, OverflowError, OSError): return str(v)
+    if d.tzinfo is None: d = d.replace(tzinfo=timezone.utc)
+    return d.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
+
+def clip(s, n:int=200)->str:
+    "`s` shortened to at most `n` characters at a word boundary, with an ellipsis when something was cut"
+    s = ' '.join(str(s or '').split())
+    if len(s) <= n: return s
+    cut = s[:n].rsplit(' ', 1)[0] if ' ' in s[:n] else s[:n]
+    return cut.rstrip(' ,;:') + ' …'
+
 # %% ../nbs/25_lineage.ipynb #63defe31
 class Lineage:
     "The chain of one model version: `model`, `run`, `training_set`, `features`, `pipeline_version`, `serving`, `history`, `rollout`, `abtests`, `gate`"
     def __init__(self, **kw): self.__dict__.update(kw)
     def to_dict(self)->dict: return dict(self.__dict__)
+    @property
+    def title(self)->str:
+        "The model and its version as the user named it (label first, MLflow's number beside it when they differ)"
+        m = self.model
+        lab = m.get('label') or m['number']
+        return f"{m['name']} {lab}" + (f" (MLflow version {m['number']})" if str(lab) != str(m['number']) else '')
     def _rows(self)->list:
         "(step, what) pairs, from the data to production"
         m, r, t = self.model, self.run or {}, self.training_set or {}
         rows = []
         if self.features: rows.append(('feature definitions', ', '.join(f"{f['name']} v{f['version']} ({f['logic_hash'][:8]})" for f in self.features)))
         if t: rows.append(('training set', f"{t.get('rows', '?'):,} rows, hash {t.get('hash')}" +
-                           (f", {t['time_min'][:19]} → {t['time_max'][:19]}" if t.get('time_min') else '') +
+                           (f", {readable_time(t['time_min'])} → {readable_time(t['time_max'])}" if t.get('time_min') else '') +
                            (f", {t['entities']:,} entities" if t.get('entities') else '') + (f" — {t['source']}" if t.get('source') else '')))
         if self.pipeline_version: rows.append(('feature pipeline', f"version {self.pipeline_version}"))
-        if r: rows.append(('training run', f"{r['run_id']} '{r.get('name')}' in {r.get('experiment')!r}, {r.get('status')}; " +
+        if r: rows.append(('training run', f"{r['run_id']} '{r.get('name')}' in {r.get('experiment')!r}, {r.get('status')}" +
+                           (f", started {readable_time(r['start'])}" if r.get('start') else '') + '; ' +
                            ', '.join(f"{k}={v:.4g}" for k, v in [kv for kv in r.get('metrics', {}).items() if kv[0] != 'fit_seconds'][:4])))
-        rows.append(('model version', f"{m['name']} v{m['number']}" + (f" ({m['label']})" if m.get('label') != m['number'] else '') +
-                     f", created {m['created'][:19]}"))
-        if self.gate: rows.append(('pipeline gate', ('passed' if self.gate.get('passed') else 'FAILED') + ''.join(f"; {x}" for x in self.gate.get('checks', [])[:3])))
+        rows.append(('model version', f"{self.title}, created {readable_time(m['created'])}"))
+        if self.gate: rows.append(('pipeline gate', ('passed' if self.gate.get('passed') else 'FAILED') + ''.join(f"; {clip(x, 160)}" for x in self.gate.get('checks', [])[:3])))
         s = self.serving
         rows.append(('serving', (f"alias {', '.join(s['aliases'])}" if s['aliases'] else 'no alias') +
                      (f"; canary share {s['canary_share']:.0%}" if s.get('canary_share') else '')))
-        if self.rollout: rows.append(('rollout', f"{self.rollout.get('status')} at step {self.rollout.get('step')} of {len(self.rollout.get('shares', []))}"))
-        for h in self.history: rows.append(('alias move', f"{h['time']} {h['alias']}: {h['from_version']} → {h['to_version']} ({h['reason']})"))
-        for a in self.abtests: rows.append(('A/B test', f"{a['test']}: as {a['variant']!r}, winner {a['winner'] or 'none'} — {a['reason'][:120]}"))
+        if self.rollout:
+            ro = self.rollout
+            rows.append(('rollout', f"{ro.get('status')} at step {ro.get('step')} of {len(ro.get('shares', []))}: canary {ro.get('canary')} "
+                                    f"against champion {ro.get('champion')}" + (f", step started {readable_time(ro['step_started'])}" if ro.get('step_started') else '')))
+        for h in self.history:
+            frm, to = h.get('from_label') or h.get('from_version'), h.get('to_label') or h.get('to_version')
+            rows.append(('alias move', f"{readable_time(h['time'])} {h['alias']}: {frm or 'none'} → {to}" + (f" ({clip(h['reason'], 160)})" if h.get('reason') else '')))
+        for a in self.abtests:
+            rows.append(('A/B test', f"{a['test']}: as {a['variant']!r}, winner {a['winner'] or 'none'}" +
+                         (f", decided {readable_time(a['time'])}" if a.get('time') else '') + f" — {clip(a['reason'], 200)}"))
         return rows
     def __repr__(self):
-        return f"Lineage of {self.model['name']} v{self.model['number']}\n" + '\n'.join(f"  {k:<20} {v}" for k, v in self._rows())
+        return f"Lineage of {self.title}\n" + '\n'.join(f"  {k:<20} {v}" for k, v in self._rows())
     def _repr_html_(self):
         rows = ''.join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
                        for k, v in self._rows())
-        return f"<b>Lineage of {html.escape(self.model['name'])} v{self.model['number']}</b> (data → production)<table>{rows}</table>"
+        return f"<b>Lineage of {html.escape(self.title)}</b> (data → production)<table>{rows}</table>"
 
 # %% ../nbs/25_lineage.ipynb #4d45ad87
 def run_links(tags:dict)->dict:
@@ -129,31 +161,47 @@ def run_links(tags:dict)->dict:
     return dict(training_set=json.loads(tags[TRAINING_SET]) if TRAINING_SET in tags else None,
                 features=json.loads(tags.get(FEATURE_DEFS, '[]')), pipeline_version=tags.get(PIPELINE_VERSION))
 
+def _registry_of(model_name:str):
+    "The workspace's `ModelRegistry` of an *existing* model: never creates one, a clear error listing the models there are"
+    from mlflow.exceptions import MlflowException
+    from mlops_nb.tracking import ExperimentTracker
+    from mlops_nb.models.registry import ModelRegistry
+    tracker = ExperimentTracker()
+    try: tracker.client.get_registered_model(model_name)
+    except MlflowException:
+        known = sorted(m.name for m in tracker.client.search_registered_models(max_results=1000) if not m.name.endswith('.mlops_nb-lock'))
+        raise ValueError(f"Model {model_name!r} not found; the registered models are {known}") from None
+    return ModelRegistry(name=model_name, tracker=tracker)
+
+def _run_info(c, run_id:str)->dict:
+    "A training run as lineage shows it; a deleted run says so (MLflow keeps its last status: FINISHED)"
+    from mlflow.exceptions import MlflowException
+    try: r = c.get_run(run_id)
+    except MlflowException: return dict(run_id=run_id, name=None, experiment=None, status='not found (deleted for good, or not reachable)', metrics={}), {}
+    deleted = r.info.lifecycle_stage == 'deleted'
+    return dict(run_id=r.info.run_id, name=r.info.run_name, experiment=c.get_experiment(r.info.experiment_id).name,
+                status=f"deleted (was {r.info.status})" if deleted else r.info.status, deleted=deleted,
+                start=datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).isoformat(),
+                params=r.data.params, metrics=r.data.metrics), r.data.tags
+
 def model_lineage(model_name:str, # The registered model
             version='champion', # An alias, a version label or a version number
             *, registry=None, # A `ModelRegistry` (for another store); the workspace's by default
            )->Lineage:
     "The whole chain of a model version, in one call"
-    from mlflow.exceptions import MlflowException
-    from mlops_nb.models.registry import ModelRegistry
     from mlops_nb.models.canary import CanaryDeployment
-    reg = registry or ModelRegistry(name=model_name)
+    reg = registry or _registry_of(model_name)
     c = reg.client
     m = reg._mv(c.get_model_version(model_name, reg.version_number(version))); tags = m.tags
     model = dict(name=model_name, number=m.number, label=m.version, source=m.model_path, run_id=m.run_id,
                  created=m.created_at.isoformat(), metrics=m.metrics)
     run, links = None, run_links({})
     if m.run_id:
-        try:
-            r = c.get_run(m.run_id)
-            run = dict(run_id=r.info.run_id, name=r.info.run_name, experiment=c.get_experiment(r.info.experiment_id).name,
-                       status=r.info.status, start=datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).isoformat(),
-                       params=r.data.params, metrics=r.data.metrics)
-            links = run_links(r.data.tags)
-        except MlflowException: run = dict(run_id=m.run_id, name=None, experiment=None, status='deleted or not reachable', metrics={})
+        run, run_tags = _run_info(c, m.run_id)
+        links = run_links(run_tags)
     canary = CanaryDeployment(reg)
     rollout = canary.status()
-    if rollout and str(rollout.get('canary')) != m.number: rollout = None
+    if rollout and str(rollout.get('canary_number', rollout.get('canary'))) != m.number: rollout = None
     history = [h for h in reg.history() if m.number in (str(h.get('to_version')), str(h.get('from_version')))]
     abtests = [json.loads(v) for k, v in tags.items() if k.startswith(ABTEST_PREFIX)]
     return Lineage(model=model, run=run, **links,

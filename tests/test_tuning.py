@@ -11,6 +11,7 @@ WORKER = textwrap.dedent("""
     from mlops_nb.tuning import HyperparameterOptimizer
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
     X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=0)
     opt = HyperparameterOptimizer(n_trials=0, model=LogisticRegression(max_iter=3000), study_name='shared', storage=sys.argv[1],
                                   search_space={'C': FloatDistribution(1e-3, 1e2, log=True)}, show_progress_bar=False)
@@ -77,3 +78,68 @@ def test_interrupt_keeps_finished_trials_and_resume_continues(workspace):
     complete = [t.number for t in resumed.study.trials if t.state.name == 'COMPLETE']
     assert complete[:4] == [0, 1, 2, 3] and len(resumed.study.trials) == 10 and complete[-1] == 9
     assert resumed.parent_run_id == opt.parent_run_id and c.get_run(opt.parent_run_id).info.status == 'FINISHED'
+
+
+KILLED_WORKER = textwrap.dedent("""
+    import sys, time, pathlib, optuna
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.linear_model import LogisticRegression
+    from mlops_nb.tuning import HyperparameterOptimizer
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=0)
+    marker = pathlib.Path(sys.argv[1])
+    def space(trial):
+        C = trial.suggest_float('C', 1e-3, 1e2, log=True)
+        if trial.number == 2: marker.write_text('in trial 2'); time.sleep(600)     # killed here
+        return {'C': C}
+    opt = HyperparameterOptimizer(n_trials=5, model=LogisticRegression(max_iter=3000), study_name='killed', search_space=space,
+                                  show_progress_bar=False, heartbeat_interval=1, grace_period=2)
+    opt.optimize(X_tr, y_tr, X_va, y_va)
+""")
+
+
+def test_a_trial_killed_with_sigkill_is_marked_failed_on_resume(workspace, tmp_path):
+    "kill -9 in the middle of trial 2: the trial stays RUNNING until the next optimize, which marks it FAIL (with a child run)"
+    import signal, time, optuna
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.linear_model import LogisticRegression
+    from optuna.distributions import FloatDistribution
+    from mlops_nb.tuning import HyperparameterOptimizer
+    marker = tmp_path / 'in-trial'
+    (tmp_path / 'k.py').write_text(KILLED_WORKER)
+    env = {**os.environ, 'MLOPS_NB_HOME': str(workspace.home)}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / 'k.py'), str(marker)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        end = time.time() + 240
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.time() < end, 'the worker never reached trial 2'
+            time.sleep(0.2)
+        time.sleep(1.5)                                   # a heartbeat or two of the running trial
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    study = optuna.load_study(study_name='killed', storage=workspace.optuna_storage)
+    assert [t.state.name for t in study.trials] == ['COMPLETE', 'COMPLETE', 'RUNNING']
+    time.sleep(3)                                         # past the grace period
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=0)
+    resumed = HyperparameterOptimizer(n_trials=5, model=LogisticRegression(max_iter=3000), study_name='killed',
+                                      search_space={'C': FloatDistribution(1e-3, 1e2, log=True)}, show_progress_bar=False,
+                                      heartbeat_interval=1, grace_period=2)
+    resumed.optimize(X_tr, y_tr, X_va, y_va)
+    assert [t.state.name for t in resumed.study.trials] == ['COMPLETE', 'COMPLETE', 'FAIL', 'COMPLETE', 'COMPLETE']
+    c = resumed.tracker.client
+    kids = {r.data.tags['optuna.trial_number']: r for r in
+            c.search_runs([resumed.tracker.experiment_id], f"tags.`mlflow.parentRunId` = '{resumed.parent_run_id}'")}
+    assert sorted(kids) == ['0', '1', '2', '3', '4']
+    assert kids['2'].info.status == 'FAILED' and kids['2'].data.tags['optuna.fail_reason'].startswith('stale: no heartbeat')
+    assert c.get_run(resumed.parent_run_id).info.status == 'FINISHED'
