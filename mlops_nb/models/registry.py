@@ -13,7 +13,7 @@ that holds across processes), and moving the champion by hand ends a running can
 
 # %% ../../nbs/20_models.registry.ipynb #ed2c0042
 from __future__ import annotations
-import json, os, random, socket, threading, time, warnings
+import contextlib, io, json, os, random, socket, threading, time, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CHAMPION', 'CHALLENGER', 'LABEL_TAG', 'SPLIT_TAG', 'ROLLOUT_TAG', 'ModelVersion', 'ModelRegistry', 'RegistryLock',
-           'RolloutEnded']
+           'quiet_mlflow', 'RolloutEnded']
 
 # %% ../../nbs/20_models.registry.ipynb #e7856ed6
 @dataclass
@@ -157,6 +157,16 @@ def label(self:ModelRegistry, version)->str:
     number = self._number(version)
     return (self.client.get_model_version(self.name, number).tags or {}).get(LABEL_TAG, number)
 
+@contextlib.contextmanager
+def quiet_mlflow():
+    "Keep MLflow's notes (printed to stderr, or logged at INFO/WARNING) out of a notebook's or report's output"
+    import logging
+    log = logging.getLogger('mlflow'); level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()): yield
+    finally: log.setLevel(level)
+
 @patch
 def register_model(self:ModelRegistry,
     version:str|None, # A label for the version (the seed's), e.g. 'v1.0'; MLflow's number otherwise
@@ -176,7 +186,8 @@ def register_model(self:ModelRegistry,
     with self.lock():                 # the label check and the registration are one step for every process
         if version is not None and (used := [str(v.version) for v in self._all() if (v.tags or {}).get(LABEL_TAG) == str(version)]):
             raise ValueError(f"Version label {version!r} is already used in model {self.name!r} (version {used[0]}); pick a new one")
-        mv = mlflow.register_model(model_path, self.name, await_registration_for=0, tags=tags)  # resolves runs:/ to MLflow 3's logged model
+        with quiet_mlflow():          # MLflow prints 'already exists… Created version' notes to stderr: not for a report
+            mv = mlflow.register_model(model_path, self.name, await_registration_for=0, tags=tags)  # resolves runs:/ to MLflow 3's logged model
     if description: self.client.update_model_version(self.name, mv.version, description=description)
     if alias: self.set_alias(alias, mv.version, reason=f'registered as {alias}')
     return self._mv(self.client.get_model_version(self.name, mv.version))
