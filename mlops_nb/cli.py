@@ -7,17 +7,52 @@ what happened. It imports nothing heavy until a subcommand needs it, so `mlops-n
 
 # %% ../nbs/90_cli.ipynb #513908d7
 from __future__ import annotations
-import argparse, json, os, shlex, sys, time
+import argparse, contextlib, json, os, sys, time
 from pathlib import Path
 from .config import configure, get_settings, redact
 
 # %% auto #0
-__all__ = ['run_demo', 'main']
+__all__ = ['CliError', 'run_demo', 'read_runs', 'main']
+
+# %% ../nbs/90_cli.ipynb #7c1093f6
+class CliError(Exception):
+    "An error `mlops-nb` reports in a line or two: exit code 2 when the command line is wrong, 1 when the work failed"
+    def __init__(self, msg:str, code:int=1): super().__init__(msg); self.code = code
+
+def _where()->str:
+    "The workspace and tracking store a command looked in, for error messages"
+    s = get_settings()
+    return f"the workspace {s.home} (tracking store {redact(s.tracking_uri)})"
+
+_USAGE = {'JobParameterError', 'ScheduleError', 'PipelineConfigError'}   # the command line is wrong: exit 2
+_KNOWN = {'JobFailed', 'TrackingStoreError', 'PipelineCheckFailed', 'ScaffoldError', 'KeyError', 'FileNotFoundError',
+          'MlflowException'}                                             # the work failed, and the message says why
+
+def _explain(e:BaseException)->tuple:
+    "(exit code, message) for an exception that ended a command"
+    names = {c.__name__ for c in type(e).__mro__}
+    if isinstance(e, CliError): return e.code, str(e)
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    if names & _USAGE: return 2, msg
+    if 'MlflowException' in names: msg = msg.strip().splitlines()[0][:500]
+    if names & _KNOWN and not (isinstance(e, KeyError) and ' ' not in str(msg)): return 1, msg   # KeyError('x'): a bug
+    first = (msg.strip().splitlines() or [''])[0][:500]
+    return 1, (f"{type(e).__name__}: {first}\n(an unexpected error: run again with --debug for the traceback, "
+               "and report it if it looks like a bug)")
 
 # %% ../nbs/90_cli.ipynb #bed13aba
+def _signature_text(sig, at_most:int=4)->str:
+    "A model signature in one line: the input columns (the first few) and the output"
+    if sig is None: return '(none logged)'
+    typ = lambda c: str(getattr(c.type, 'name', c.type))
+    ins = [f"{c.name}: {typ(c)}" if getattr(c, 'name', None) else typ(c) for c in sig.inputs.inputs]
+    outs = [typ(c) for c in sig.outputs.inputs] if sig.outputs else ['?']
+    shown = ', '.join(ins[:at_most]) + (f", … ({len(ins)} columns)" if len(ins) > at_most else '')
+    return f"inputs [{shown}] -> outputs [{', '.join(outs)}]"
+
 def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by default
              *, quiet:bool=False, # Print nothing
-            )->dict: # What was logged: run id, metrics, artifacts, the UI command
+            )->dict: # What was logged: run id, params, metrics, artifacts, signature, the UI command
     "Train and track a model on a bundled dataset in the workspace; print what was logged"
     from contextlib import nullcontext
     with (configure(home=home) if home else nullcontext()):
@@ -32,19 +67,26 @@ def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by 
         X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
         tracker = ExperimentTracker(experiment_name='demo-breast-cancer')
         t0 = time.perf_counter()
+        hp = {'n_estimators': 100, 'max_depth': 6}
         model, metrics, run_id = train_model_with_tracking(
-            RandomForestClassifier(random_state=0), X_tr, y_tr, X_te, y_te,
-            params={'n_estimators': 100, 'max_depth': 6}, tracker=tracker, run_name='random-forest')
+            RandomForestClassifier(random_state=0, **hp), X_tr, y_tr, X_te, y_te,
+            params=hp, tracker=tracker, run_name='random-forest')
+        run = tracker.client.get_run(run_id)
         arts = sorted(a.path for a in tracker.client.list_artifacts(run_id))
-        model_uri = tracker.client.get_run(run_id).data.tags['mlops_nb.model_uri']
-        res = {'experiment': tracker.experiment_name, 'run_id': run_id, 'metrics': metrics, 'artifacts': arts, 'model_uri': model_uri,
-               'tracking_uri': redact(tracker.tracking_uri), 'ui': tracker.ui_command(),
-               'seconds': round(time.perf_counter() - t0, 1)}
+        model_uri = run.data.tags['mlops_nb.model_uri']
+        from mlflow.models import get_model_info
+        sig = get_model_info(model_uri).signature
+        res = {'experiment': tracker.experiment_name, 'run_id': run_id, 'params': dict(run.data.params), 'metrics': metrics,
+               'artifacts': arts, 'model_uri': model_uri, 'signature': _signature_text(sig),
+               'tracking_uri': redact(tracker.tracking_uri), 'ui': tracker.ui_command(), 'seconds': round(time.perf_counter() - t0, 1)}
         say(f"trained RandomForestClassifier on breast-cancer ({len(y_tr)} train / {len(y_te)} test rows) in {res['seconds']} s")
         say(f"run {run_id} in experiment {res['experiment']!r} at {res['tracking_uri']}")
+        say('params: ' + ', '.join(f'{k}={res["params"][k]}' for k in ('n_estimators', 'max_depth', 'random_state', 'n_train', 'n_test'))
+            + f" (and {len(res['params']) - 5} more of the estimator's)")
         say('test metrics: ' + ', '.join(f'{k}={v:.3f}' for k,v in metrics.items()))
-        say('artifacts: ' + ', '.join(arts) + f"; model: {model_uri} (also runs:/{run_id}/model)")
-        say(f"open the MLflow UI on it: {res['ui']}   (or: mlops-nb ui)")
+        say('artifacts: ' + ', '.join(arts))
+        say(f"model: {model_uri} (also runs:/{run_id}/model), signature: {res['signature']}")
+        say(f"list the runs: mlops-nb runs;  open the MLflow UI on them: mlops-nb ui   (or: {res['ui']})")
         return res
 
 # %% ../nbs/90_cli.ipynb #bc52053d
@@ -56,45 +98,147 @@ def _cmd_demo(args):
     res = run_notebook(nb, experiment='demo', timeout=900)
     print(f"done in {res.seconds:.0f} s; executed notebook: {res.output} (and .html beside it)")
     for k,v in res.records.items(): print(f"  {k}: {v}")
-    print(f"open the MLflow UI on it: mlops-nb ui")
+    print("list the runs: mlops-nb runs -e demo;  open the MLflow UI on them: mlops-nb ui")
 
 def _cmd_config(args): print(repr(get_settings()))
 
-def _cmd_runs(args):
-    from mlops_nb.tracking import ExperimentTracker
-    df = ExperimentTracker(experiment_name=args.experiment).runs(max_results=args.max)
-    cols = [c for c in df.columns if c in ('run_id', 'run_name', 'status', 'start_time') or c.startswith('metrics.')]
-    import pandas as pd
-    with pd.option_context('display.width', 200, 'display.max_columns', 12): print(df[cols].to_string(index=False))
-
-def _ui_argv(port:int, host:str='127.0.0.1')->list:
+def _ui_argv(port:int, host:str='127.0.0.1', workers:int=1)->list:
     "The `mlflow server` command line for the workspace's store"
     s = get_settings()
     return [sys.executable, '-m', 'mlflow', 'server', '--backend-store-uri', s.tracking_uri,
-            '--default-artifact-root', Path(s.artifacts).resolve().as_uri(), '--host', host, '--port', str(port)]
+            '--default-artifact-root', Path(s.artifacts).resolve().as_uri(), '--host', host, '--port', str(port),
+            '--workers', str(workers)]
 
 def _cmd_ui(args):
     from mlops_nb.tracking import prepare_store
     s = get_settings()
+    if args.workers < 1: raise CliError(f"--workers must be at least 1, not {args.workers}", 2)
     prepare_store(s.tracking_uri, s.artifacts)
-    argv = _ui_argv(args.port, args.host)
-    print(f"MLflow UI on {redact(s.tracking_uri)}: http://{args.host}:{args.port}", flush=True)
+    argv = _ui_argv(args.port, args.host, args.workers)
+    print(f"MLflow UI on {redact(s.tracking_uri)}: http://{args.host}:{args.port} ({args.workers} worker(s); "
+          "it answers once MLflow has started, a few seconds; Ctrl-C stops it)", flush=True)
+    os.environ.setdefault('MLFLOW_SERVER_ENABLE_JOB_EXECUTION', 'false')   # no GenAI job runner processes for a UI
     os.execv(argv[0], argv)
 
+# %% ../nbs/90_cli.ipynb #09eefe60
+def _sqlite_store(uri:str):
+    "A read-only connection to the SQLite tracking store behind `uri`, or `None` (another store, or no file yet)"
+    from mlops_nb.config import sqlite_path
+    import sqlite3
+    p = sqlite_path(uri)
+    if p is None or not p.exists(): return None
+    return sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+
+def _store_read_sqlite(con, experiment:str|None, at_most:int)->dict:
+    exps = con.execute("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
+                       "ORDER BY experiment_id").fetchall()
+    counts = dict(con.execute("SELECT experiment_id, COUNT(*) FROM runs WHERE lifecycle_stage = 'active' "
+                              "GROUP BY experiment_id").fetchall())
+    out = {'experiments': {n: counts.get(i, 0) for i,n in exps}, 'experiment': experiment, 'runs': []}
+    if experiment is None:
+        last = con.execute("SELECT e.name FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id WHERE "
+                           "r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active' ORDER BY r.start_time DESC LIMIT 1").fetchone()
+        out['experiment'] = experiment = last[0] if last else None
+    ids = {n: i for i,n in exps}
+    if experiment not in ids: return out
+    rows = con.execute("SELECT run_uuid, name, status, start_time FROM runs WHERE experiment_id = ? AND lifecycle_stage = "
+                       "'active' ORDER BY start_time DESC LIMIT ?", (ids[experiment], at_most)).fetchall()
+    runs = {r[0]: {'run_id': r[0], 'run_name': r[1], 'status': r[2], 'start_time': r[3], 'metrics': {}} for r in rows}
+    if runs:
+        q = f"SELECT run_uuid, key, value FROM latest_metrics WHERE run_uuid IN ({','.join('?'*len(runs))})"
+        for rid,k,v in con.execute(q, list(runs)): runs[rid]['metrics'][k] = v
+    out['runs'] = list(runs.values())
+    return out
+
+def _store_read_mlflow(experiment:str|None, at_most:int)->dict:
+    from mlops_nb.tracking import prepare_store, mlflow_uri
+    from mlflow import MlflowClient
+    s = get_settings()
+    prepare_store(s.tracking_uri, s.artifacts)
+    c = MlflowClient(mlflow_uri(s.tracking_uri))
+    exps = c.search_experiments(max_results=1000)
+    out = {'experiments': {e.name: len(c.search_runs([e.experiment_id], max_results=1000)) for e in exps},
+           'experiment': experiment, 'runs': []}
+    if experiment is None and exps:
+        last = c.search_runs([e.experiment_id for e in exps], max_results=1, order_by=['attributes.start_time DESC'])
+        out['experiment'] = experiment = next((e.name for e in exps if last and e.experiment_id == last[0].info.experiment_id), None)
+    exp = next((e for e in exps if e.name == experiment), None)
+    if exp is None: return out
+    out['runs'] = [{'run_id': r.info.run_id, 'run_name': r.info.run_name, 'status': r.info.status,
+                    'start_time': r.info.start_time, 'metrics': dict(r.data.metrics)}
+                   for r in c.search_runs([exp.experiment_id], max_results=at_most, order_by=['attributes.start_time DESC'])]
+    return out
+
+def read_runs(experiment:str|None=None, # An experiment name; the one written to last by default
+              at_most:int=20, # At most this many runs, newest first
+             )->dict: # {'experiments': {name: run count}, 'experiment': the one read (or None), 'runs': [dict]}
+    "What `mlops-nb runs` shows, read from the workspace's store without creating anything in it"
+    import sqlite3
+    from mlops_nb.config import sqlite_path
+    uri = get_settings().tracking_uri
+    if (p := sqlite_path(uri)) is not None and not p.exists(): return {'experiments': {}, 'experiment': experiment, 'runs': []}
+    con = _sqlite_store(uri)
+    if con is not None:
+        try:
+            with contextlib.closing(con): return _store_read_sqlite(con, experiment, at_most)
+        except sqlite3.Error: pass                      # not the layout we know: ask MLflow
+    return _store_read_mlflow(experiment, at_most)
+
+def _fmt_table(rows:list, header:list)->str:
+    "Rows as a plain text table with a header"
+    rows = [[('' if v is None else str(v)) for v in r] for r in rows]
+    w = [max(len(str(h)), *(len(r[i]) for r in rows)) for i,h in enumerate(header)]
+    return '\n'.join('  '.join(str(c).ljust(w[i]) for i,c in enumerate(r)).rstrip() for r in [header, *rows])
+
+def _cmd_runs(args):
+    from datetime import datetime, timezone
+    s = get_settings()
+    if args.max < 1: raise CliError(f"--max must be at least 1, not {args.max}", 2)
+    got = read_runs(args.experiment, args.max)
+    exps = got['experiments']
+    known = ', '.join(f"{n!r} ({c} run{'s'*(c != 1)})" for n,c in exps.items()) or '(none)'
+    if args.list:
+        print(f"workspace {s.home} ({redact(s.tracking_uri)}): {len(exps)} experiment(s)")
+        if exps: print(_fmt_table([[n, c] for n,c in exps.items()], ['experiment', 'runs']))
+        return 0
+    if args.experiment is not None and args.experiment not in exps:
+        raise CliError(f"no experiment {args.experiment!r} in {_where()}; its experiments are: {known}. "
+                       "(--home or MLOPS_NB_HOME chooses the workspace)", 1)
+    if got['experiment'] is None:
+        print(f"workspace {s.home} ({redact(s.tracking_uri)}): no runs yet; experiments: {known}. "
+              "`mlops-nb demo` makes one; `mlops-nb runs -e NAME` reads another experiment")
+        return 0
+    runs, name = got['runs'], got['experiment']
+    how = 'the one written to last; -e NAME for another' if args.experiment is None else 'from -e'
+    total = exps.get(name, len(runs))
+    print(f"workspace {s.home} ({redact(s.tracking_uri)}), experiment {name!r} ({how}): {total} run{'s'*(total != 1)}"
+          + (f", the newest {len(runs)} shown" if len(runs) < total else ''))
+    if not runs: return 0
+    keys = sorted({k for r in runs for k in r['metrics']})[:8]
+    when = lambda ms: datetime.fromtimestamp(ms/1000, timezone.utc).strftime('%Y-%m-%d %H:%M:%S') if ms else ''
+    num = lambda v: '' if v is None else f"{v:.4g}"
+    print(_fmt_table([[r['run_id'], r['run_name'], r['status'], when(r['start_time']), *(num(r['metrics'].get(k)) for k in keys)]
+                      for r in runs], ['run_id', 'run_name', 'status', 'started (UTC)', *keys]))
+    return 0
+
 # %% ../nbs/90_cli.ipynb #dab6cc7c
+def _resolve(notebook):
+    "The notebook file, or exit 2 naming what was looked for"
+    from mlops_nb.jobs import resolve_notebook
+    try: return resolve_notebook(notebook)
+    except FileNotFoundError as e: raise CliError(f"{e} (looked in {Path.cwd()})", 2) from None
+
 def _cmd_run(args):
-    from mlops_nb.jobs import run_notebook, JobFailed, JobParameterError
-    params = dict(args.param or [])
+    from mlops_nb.jobs import run_notebook, JobFailed
+    src = _resolve(args.notebook)
     try:
-        res = run_notebook(args.notebook, params, output=args.output, experiment=args.experiment,
-                           timeout=args.timeout or None, html=not args.no_html)
-    except JobParameterError as e: print(f"mlops-nb run: {e}", file=sys.stderr); return 2
-    except JobFailed as e:
-        print(f"mlops-nb run: FAILED: {e}", file=sys.stderr); return 1
+        res = run_notebook(src, dict(args.param or []), output=args.output, experiment=args.experiment,
+                           timeout=args.timeout or None, html=not args.no_html, kernel_name=args.kernel)
+    except JobFailed as e: raise CliError(f"FAILED: {e}", 1) from None
     print(f"{Path(res.notebook).name}: {res.status} in {res.seconds:.2f} s "
           f"({res.notebook_seconds:.2f} s in cells, {res.overhead_seconds:.2f} s overhead)")
     print(f"output notebook: {res.output}")
-    print(f"MLflow run: {res.run_id} (experiment {args.experiment!r})")
+    print(f"MLflow run: {res.run_id} (experiment {args.experiment!r}; mlops-nb runs -e {args.experiment} lists them)")
     for k,v in res.records.items(): print(f"recorded {k} = {v!r}")
     return 0
 
@@ -104,31 +248,63 @@ def _cmd_templates(args):
         print(name)
         for p in notebook_parameters(resolve_notebook(name)).values(): print(f"    -p {p}")
 
-def _cmd_schedule(args):
+def _cmd_schedule_add(args):
     from mlops_nb import jobs
-    if args.action == 'add':
-        if not (args.name and args.notebook and args.cron):
-            print("mlops-nb schedule add NAME NOTEBOOK --cron 'M H DOM MON DOW' [-p NAME VALUE]...", file=sys.stderr); return 2
-        s = jobs.schedule_job(args.name, args.notebook, args.cron, dict(args.param or []), experiment=args.experiment)
-        print(f"scheduled {s['name']!r}: {s['notebook']} at '{s['cron']}' with {s['parameters']}")
-    elif args.action == 'list': print(jobs.list_schedules().to_string(index=False))
-    elif args.action == 'remove': jobs.unschedule(args.name); print(f"removed {args.name!r}")
-    elif args.action == 'history':
-        df = jobs.job_history(args.name, args.experiment)
-        cols = [c for c in df.columns if c in ('run_id', 'start_time', 'status', 'duration_s') or c.startswith('params.')]
-        print(df[cols].to_string(index=False) if len(df) else 'no runs yet')
-    elif args.action == 'run':
-        print(f"running scheduled jobs from {get_settings().home/'scheduler.db'}; Ctrl-C to stop", flush=True)
-        jobs.run_scheduler()
-    return 0
+    src = _resolve(args.notebook)
+    s = jobs.schedule_job(args.name, src, args.cron, dict(args.param or []), experiment=args.experiment, replace=args.replace)
+    print(f"scheduled {s['name']!r}: {s['notebook']} at '{s['cron']}' with {s['parameters']}; next run {s['next_run']:%Y-%m-%d %H:%M %Z}")
+    print("jobs run while `mlops-nb schedule run` is running (in the foreground; or under systemd, supervisor, ...)")
+
+def _cmd_schedule_list(args):
+    from mlops_nb import jobs
+    df = jobs.list_schedules()
+    if not len(df): print(f"no schedules in the workspace {get_settings().home}"); return
+    print(_fmt_table([[r.name, r.notebook, r.cron, r.parameters, f"{r.next_run:%Y-%m-%d %H:%M %Z}" if r.next_run else '']
+                      for r in df.itertuples()], ['name', 'notebook', 'cron', 'parameters', 'next run']))
+
+def _cmd_schedule_remove(args):
+    from mlops_nb import jobs
+    jobs.unschedule(args.name); print(f"removed {args.name!r}")
+
+def _cmd_schedule_history(args):
+    from mlops_nb import jobs
+    df = jobs.job_history(args.name, args.experiment)
+    cols = [c for c in df.columns if c in ('run_id', 'start_time', 'status', 'duration_s') or c.startswith('params.')]
+    print(df[cols].to_string(index=False) if len(df) else f"no job runs yet in experiment {args.experiment!r} of {_where()}")
+
+def _cmd_schedule_run(args):
+    from mlops_nb import jobs
+    n = len(jobs.list_schedules())
+    print(f"running the {n} scheduled job(s) of {get_settings().home/'scheduler.db'} in the foreground, until stopped: "
+          "Ctrl-C (or SIGTERM) stops it", flush=True)
+    jobs.run_scheduler()
+    print("scheduler stopped", flush=True)
 
 # %% ../nbs/90_cli.ipynb #dee2eaa8
+def _check_served(model:str, alias:str)->str:
+    "The version number `alias` names in registered model `model`, or a `CliError` naming the workspace"
+    from mlops_nb.tracking import prepare_store, mlflow_uri
+    from mlflow import MlflowClient
+    s = get_settings()
+    prepare_store(s.tracking_uri, s.artifacts)
+    client = MlflowClient(mlflow_uri(s.tracking_uri), mlflow_uri(s.registry_uri))
+    names = sorted(m.name for m in client.search_registered_models(max_results=1000))
+    if model not in names:
+        raise CliError(f"no registered model {model!r} in {_where()}; the models there are: "
+                       f"{', '.join(map(repr, names)) or '(none)'}. Register one first, or give --home the workspace that has it", 1)
+    from mlops_nb.models.registry import ModelRegistry
+    try: return ModelRegistry(name=model).version_number(alias)
+    except ValueError as e: raise CliError(f"{e} (in {_where()}); serve another alias with --alias", 1) from None
+
 def _cmd_serve(args):
+    if args.workers < 1: raise CliError(f"--workers must be at least 1, not {args.workers}", 2)
+    number = _check_served(args.model, args.alias)
     import uvicorn
     from mlops_nb.config import settings_env
     os.environ.update(settings_env())
     os.environ.update(MLOPS_NB_SERVE_MODEL=args.model, MLOPS_NB_SERVE_ALIAS=args.alias, MLOPS_NB_SERVE_RELOAD=str(args.reload_interval))
-    print(f"serving {args.model}@{args.alias} on http://{args.host}:{args.port} ({args.workers} worker(s))", flush=True)
+    print(f"serving {args.model}@{args.alias} (version {number}) on http://{args.host}:{args.port} ({args.workers} worker(s)); "
+          "Ctrl-C stops it", flush=True)
     uvicorn.run('mlops_nb.models.serving:app_from_env', factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level='warning', access_log=False)
 
@@ -141,89 +317,158 @@ def _cmd_pipeline(args):
     if args.step == 'smoke-test': kw.update(alias=args.alias, url=args.url)
     say = lambda s: print(s, flush=True)
     try: run_step(args.step, args.config, say=say, **kw)
-    except PipelineConfigError as e: print(f"mlops-nb pipeline {args.step}: config error: {e}", file=sys.stderr); return 2
-    except PipelineCheckFailed as e: print(f"mlops-nb pipeline {args.step}: {e}", file=sys.stderr); return 1
+    except PipelineConfigError as e: raise CliError(f"config error: {e}", 2) from None
+    except PipelineCheckFailed as e: raise CliError(str(e), 1) from None
     return 0
 
 def _cmd_lineage(args):
     from mlops_nb.lineage import model_lineage
     from mlflow.exceptions import MlflowException
     try: lin = model_lineage(args.model, args.version)
-    except (ValueError, MlflowException) as e: print(f"mlops-nb lineage: {e}", file=sys.stderr); return 1
+    except (ValueError, MlflowException) as e:
+        msg = str(e).strip().splitlines()[0] if isinstance(e, MlflowException) else str(e)
+        raise CliError(f"{msg} (looked in {_where()})", 1) from None
     print(json.dumps(lin.to_dict(), indent=1, default=str) if args.json else repr(lin))
     return 0
 
 def _cmd_init(args):
     from mlops_nb.scaffold import init_project, ScaffoldError
     try: made = init_project(args.path, name=args.name)
-    except ScaffoldError as e: print(f"mlops-nb init: {e}", file=sys.stderr); return 1
+    except ScaffoldError as e: raise CliError(str(e), 1) from None
     print(f"created {len(made)} files in {args.path}:")
     for f in made: print(f"  {f}")
     print(f"next: cd {args.path} && mlops-nb pipeline validate-data   (README.md has the rest)")
     return 0
 
 # %% ../nbs/90_cli.ipynb #aeefe937
+class _Help(argparse.RawDescriptionHelpFormatter):
+    "Help that shows each option's default (a flag's is 'off') unless its text already says it"
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if 'default' in h or action.dest == 'help' or action.default is argparse.SUPPRESS: return h
+        if not action.option_strings and action.nargs not in ('?', '*'): return h
+        return h + (' (default: off)' if action.nargs == 0 else ' (default: %(default)s)')
+
+_HOME_HELP = 'the workspace folder (default: $MLOPS_NB_HOME, or ./mlops_workspace)'
+
+def _common(sup:bool)->argparse.ArgumentParser:
+    "--home and --debug, accepted before the command and after it"
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument('--home', help=_HOME_HELP, **({'default': argparse.SUPPRESS} if sup else {}))
+    c.add_argument('--debug', action='store_true', help='on an error, show the Python traceback too (default: off)',
+                   **({'default': argparse.SUPPRESS} if sup else {}))
+    return c
+
+def _add(sub, name:str, help:str, func, description:str|None=None)->argparse.ArgumentParser:
+    "A subcommand with its one-line help, a description (the help again when not given) and the common options"
+    p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + '.',
+                       formatter_class=_Help, parents=[_common(True)])
+    p.set_defaults(func=func)
+    return p
+
+def _param_arg(p, what:str):
+    p.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'),
+                   help=f"set a parameter of the notebook's cell tagged `parameters`, converted to its declared type; "
+                        f"repeat for more (default: the notebook's own values){what}")
+
 def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='mlops-nb', description='Jupyter-first MLOps: track, tune, store features, '
-                                'serve, monitor and A/B test from notebooks, on one workspace folder.')
-    p.add_argument('--home', help='workspace folder (default: $MLOPS_NB_HOME or ./mlops_workspace)')
+    p = argparse.ArgumentParser(prog='mlops-nb', formatter_class=_Help, parents=[_common(False)],
+        description='Jupyter-first MLOps: track, tune, store features, serve, monitor and A/B test from notebooks, '
+                    'on one workspace folder.\nEach command has its own help: mlops-nb COMMAND --help',
+        epilog='exit codes: 0 done, 1 the work failed (the message says why), 2 the command line is wrong')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    d = sub.add_parser('demo', help='train and track a model on a bundled dataset, print what was logged')
-    d.add_argument('--full', action='store_true', help='run the end-to-end walk-through (features to A/B test) instead')
-    d.set_defaults(func=_cmd_demo)
-    c = sub.add_parser('config', help='show the settings and where each came from')
-    c.set_defaults(func=_cmd_config)
-    r = sub.add_parser('runs', help='list the runs of an experiment')
-    r.add_argument('-e', '--experiment', default=None, help='experiment name (default: the configured one)')
-    r.add_argument('-n', '--max', type=int, default=20, help='at most this many runs (newest first)')
-    r.set_defaults(func=_cmd_runs)
-    u = sub.add_parser('ui', help="open MLflow's UI on the workspace store")
-    u.add_argument('--port', type=int, default=5000); u.add_argument('--host', default='127.0.0.1')
-    u.set_defaults(func=_cmd_ui)
-    j = sub.add_parser('run', help='run a notebook (or a shipped template) as a tracked job')
-    j.add_argument('notebook', help='notebook path or template name (see `mlops-nb templates`)')
-    j.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'), help='a parameter')
-    j.add_argument('--output', help='executed notebook (default: <reports>/<name>/<time>.ipynb)')
-    j.add_argument('--experiment', default='reports', help='MLflow experiment of the job run')
-    j.add_argument('--timeout', type=float, default=600, help='seconds a cell may run (0: no limit)')
-    j.add_argument('--no-html', action='store_true', help='skip the HTML rendering')
-    j.set_defaults(func=_cmd_run)
-    t = sub.add_parser('templates', help='list the shipped report templates and their parameters')
-    t.set_defaults(func=_cmd_templates)
-    sc = sub.add_parser('schedule', help='add, list, remove, run recurring notebook jobs; show their history')
-    sc.add_argument('action', choices=['add', 'list', 'remove', 'run', 'history'])
-    sc.add_argument('name', nargs='?'); sc.add_argument('notebook', nargs='?')
-    sc.add_argument('--cron', help="'minute hour day month weekday', e.g. '0 6 * * *'")
-    sc.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'))
-    sc.add_argument('--experiment', default='reports')
-    sc.set_defaults(func=_cmd_schedule)
-    sv = sub.add_parser('serve', help="serve a registered model's alias over HTTP (FastAPI on uvicorn)")
-    sv.add_argument('model', help='registered model name'); sv.add_argument('--alias', default='champion')
-    sv.add_argument('--host', default='127.0.0.1'); sv.add_argument('--port', type=int, default=8000)
-    sv.add_argument('--workers', type=int, default=1)
-    sv.add_argument('--reload-interval', type=float, default=5.0, help='seconds between checks of the alias (0: never)')
-    sv.set_defaults(func=_cmd_serve)
-    pl = sub.add_parser('pipeline', help='a CI/CD step: validate-data, check-drift, train, evaluate, gate, promote, smoke-test')
-    pl.add_argument('step', choices=['validate-data', 'check-drift', 'train', 'evaluate', 'gate', 'promote', 'smoke-test'])
-    pl.add_argument('-c', '--config', default='mlops.yaml', help='the pipeline config file (default: mlops.yaml)')
+    d = _add(sub, 'demo', 'train and track a model on a bundled dataset; print its params, metrics, artifacts and model '
+             'signature', _cmd_demo)
+    d.add_argument('--full', action='store_true', help='run the end-to-end walk-through (features to A/B test, about a '
+                   'minute) as a job instead')
+    _add(sub, 'config', 'show the settings, where each came from (configure, environment, default), passwords hidden', _cmd_config)
+    r = _add(sub, 'runs', 'list the runs of an experiment, newest first', _cmd_runs,
+             'List the runs of an experiment in the workspace, newest first: with no -e, the experiment written to last.\n'
+             'Says which workspace and experiment it read and how many runs it found.')
+    r.add_argument('-e', '--experiment', default=None, help='the experiment (default: the one written to last)')
+    r.add_argument('-n', '--max', type=int, default=20, help='show at most this many runs')
+    r.add_argument('-l', '--list', action='store_true', help='list the experiments and their run counts instead')
+    u = _add(sub, 'ui', "run MLflow's UI on the workspace store, in the foreground (Ctrl-C stops it)", _cmd_ui)
+    u.add_argument('--port', type=int, default=5000, help='the port to listen on')
+    u.add_argument('--host', default='127.0.0.1', help='the interface to listen on (0.0.0.0: every interface)')
+    u.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (each one imports MLflow: more '
+                   'start slower)')
+    j = _add(sub, 'run', 'run a notebook (or a shipped template) as a tracked job', _cmd_run,
+             'Run a notebook (or a shipped template) as a job with papermill: parameters checked first, the run tracked in\n'
+             'MLflow with the executed notebook and its HTML. Exits 1 when the notebook fails, 2 on a bad parameter.')
+    j.add_argument('notebook', help='a notebook path, or a template name (see `mlops-nb templates`)')
+    _param_arg(j, '')
+    j.add_argument('--output', help='where to write the executed notebook (default: <workspace>/reports/<name>/<time>.ipynb)')
+    j.add_argument('--experiment', default='reports', help='the MLflow experiment of the job run')
+    j.add_argument('--timeout', type=float, default=600, help='seconds each cell may run; 0 for no limit')
+    j.add_argument('--kernel', help="the Jupyter kernel (default: the notebook's kernelspec, or python3 when it names none)")
+    j.add_argument('--no-html', action='store_true', help='skip the HTML rendering of the executed notebook')
+    _add(sub, 'templates', 'list the shipped report templates and their parameters', _cmd_templates)
+    sc = _add(sub, 'schedule', 'add, list, remove and run recurring notebook jobs; show their history', None,
+              'Recurring notebook jobs, kept in <workspace>/scheduler.db. `schedule add` stores one; the jobs run while\n'
+              '`schedule run` is running. Each action has its own help: mlops-nb schedule ACTION --help')
+    ss = sc.add_subparsers(dest='action', metavar='ACTION', required=True)
+    a = _add(ss, 'add', 'store a recurring job: a notebook, its parameters and a cron expression', _cmd_schedule_add,
+             'Store a recurring job. The notebook, its parameters and the cron expression are checked now; a name in use\n'
+             'is refused unless --replace is given. Cron weekdays: 0 or 7 is Sunday.')
+    a.add_argument('name', help='the schedule name (unique in the workspace)')
+    a.add_argument('notebook', help='a notebook path, or a template name (see `mlops-nb templates`)')
+    a.add_argument('--cron', required=True, help="when to run: 'minute hour day month weekday', e.g. '0 6 * * *' for "
+                   "06:00 every day (required, no default)")
+    _param_arg(a, '')
+    a.add_argument('--experiment', default='reports', help='the MLflow experiment of the job runs')
+    a.add_argument('--replace', action='store_true', help='replace the schedule of that name if there is one')
+    _add(ss, 'list', 'show the schedules: name, notebook, cron expression, parameters, next run', _cmd_schedule_list)
+    rm = _add(ss, 'remove', 'remove a schedule (its past runs stay in MLflow)', _cmd_schedule_remove)
+    rm.add_argument('name', help='the schedule name (see `mlops-nb schedule list`)')
+    _add(ss, 'run', 'run the scheduled jobs in the foreground until stopped (Ctrl-C or SIGTERM)', _cmd_schedule_run,
+         'Run the scheduled jobs in this process, in the foreground, until Ctrl-C or SIGTERM stops it. A job missed while\n'
+         'it was not running runs once when it starts again, within an hour. Run it under systemd, supervisor or tmux\n'
+         'to keep it going.')
+    h = _add(ss, 'history', "show the past runs of one schedule's jobs (or of every job) from MLflow", _cmd_schedule_history)
+    h.add_argument('name', nargs='?', default=None, help='the schedule name (default: every notebook job)')
+    h.add_argument('--experiment', default='reports', help='the MLflow experiment of the job runs')
+    sv = _add(sub, 'serve', "serve a registered model's alias over HTTP (FastAPI on uvicorn), in the foreground", _cmd_serve)
+    sv.add_argument('model', help='the registered model name')
+    sv.add_argument('--alias', default='champion', help='the alias (or version label, or number) to serve')
+    sv.add_argument('--host', default='127.0.0.1', help='the interface to listen on (0.0.0.0: every interface)')
+    sv.add_argument('--port', type=int, default=8000, help='the port to listen on')
+    sv.add_argument('--workers', type=int, default=1, help='uvicorn worker processes')
+    sv.add_argument('--reload-interval', type=float, default=5.0, help='seconds between checks of the alias; 0 never checks')
+    steps = ['validate-data', 'check-drift', 'train', 'evaluate', 'gate', 'promote', 'smoke-test']
+    pl = _add(sub, 'pipeline', 'run one CI/CD step: ' + ', '.join(steps), _cmd_pipeline,
+              'Run one step of the CI/CD pipeline configured in mlops.yaml. Exits 1 when its check fails, 2 on a bad config.')
+    pl.add_argument('step', choices=steps, help='the step to run')
+    pl.add_argument('-c', '--config', default='mlops.yaml', help='the pipeline config file')
     pl.add_argument('--version', help='evaluate, gate, promote: the version or alias (default: challenger)')
-    pl.add_argument('--force', action='store_true', help='promote even without a passed gate')
-    pl.add_argument('--alias', default='champion', help='smoke-test: the alias to serve (default: champion)')
-    pl.add_argument('--url', help='smoke-test: a running server (default: start one locally)')
-    pl.set_defaults(func=_cmd_pipeline)
-    li = sub.add_parser('lineage', help="a model version's chain: features, training set, run, serving, rollouts, A/B verdicts")
-    li.add_argument('model'); li.add_argument('version', nargs='?', default='champion')
-    li.add_argument('--json', action='store_true', help='as JSON')
-    li.set_defaults(func=_cmd_lineage)
-    it = sub.add_parser('init', help='create a new MLOps project wired to mlops_nb (refuses to overwrite files)')
-    it.add_argument('path'); it.add_argument('--name', help='the model and project name (default: the folder name)')
-    it.set_defaults(func=_cmd_init)
+    pl.add_argument('--force', action='store_true', help='promote: promote even without a passed gate')
+    pl.add_argument('--alias', default='champion', help='smoke-test: the alias to serve')
+    pl.add_argument('--url', help='smoke-test: a running server to test (default: start one locally)')
+    li = _add(sub, 'lineage', "show a model version's chain: features, training set, run, serving, rollouts, A/B verdicts",
+              _cmd_lineage)
+    li.add_argument('model', help='the registered model name')
+    li.add_argument('version', nargs='?', default='champion', help='an alias, a version label or a number')
+    li.add_argument('--json', action='store_true', help='print it as JSON')
+    it = _add(sub, 'init', 'create a new MLOps project wired to mlops_nb (refuses to overwrite files)', _cmd_init)
+    it.add_argument('path', help='the project folder to create (or an empty one)')
+    it.add_argument('--name', help='the model and project name (default: the folder name)')
     return p
 
 def main(argv:list|None=None)->int:
-    "Entry point of the `mlops-nb` command"
+    "Entry point of the `mlops-nb` command: 0 done, 1 the work failed, 2 the command line is wrong"
     p = _parser()
     args = p.parse_args(argv)
     if not getattr(args, 'func', None): p.print_help(); return 0
-    if args.home: configure(home=args.home)
-    return args.func(args) or 0
+    cmd = ' '.join(x for x in (args.command, getattr(args, 'action', None)) if x)
+    if not args.debug: os.environ.setdefault('MLFLOW_LOGGING_LEVEL', 'WARNING')   # MLflow's INFO lines are not for users
+    try:
+        if args.home: configure(home=args.home)
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print(f"mlops-nb {cmd}: interrupted", file=sys.stderr); return 130
+    except Exception as e:
+        if args.debug:
+            import traceback; traceback.print_exc()
+        code, msg = _explain(e)
+        print(f"mlops-nb {cmd}: {msg}", file=sys.stderr)
+        return code

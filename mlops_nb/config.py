@@ -13,13 +13,13 @@ then the embedded default derived from the workspace folder. Nothing is created 
 
 # %% ../nbs/00_config.ipynb #3fc98201
 from __future__ import annotations
-import os, re, html
+import os, html
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit, parse_qsl, urlencode
+from urllib.parse import urlsplit, urlunsplit, parse_qsl, urlencode, unquote
 
 # %% auto #0
-__all__ = ['DEFAULT_HOME', 'redact', 'check_uri', 'Settings', 'get_settings', 'configure', 'settings_env', 'ensure_dir',
-           'sqlite_path']
+__all__ = ['DEFAULT_HOME', 'redact', 'check_uri', 'split_credentials', 'Settings', 'get_settings', 'configure', 'settings_env',
+           'ensure_dir', 'sqlite_path']
 
 # %% ../nbs/00_config.ipynb #250699d9
 _SPECS = {
@@ -80,6 +80,17 @@ def check_uri(name:str, # Setting name, e.g. `'online_store'`
             raise ValueError(f"{name}={redact(value)!r}: unsupported scheme {sch or '(none)'!r}; "
                              f"use one of {', '.join(s+'://' for s in _SCHEMES[kind])}")
     return value
+
+# %% ../nbs/00_config.ipynb #ac5eb61a
+def split_credentials(url:str, # A URL, e.g. `http://user:password@host:5000`
+                     )->tuple: # `(url without user:password@, user or None, password or None)`
+    "Take the `user:password@` out of an http(s) URL: HTTP clients want it as a header, not in the host name"
+    if not isinstance(url, str) or _scheme(url) not in ('http', 'https'): return url, None, None
+    parts = urlsplit(url)
+    if '@' not in parts.netloc: return url, None, None
+    userinfo, host = parts.netloc.rsplit('@', 1)
+    user, _, pw = userinfo.partition(':')
+    return urlunsplit(parts._replace(netloc=host)), unquote(user) or None, unquote(pw) if pw else None
 
 # %% ../nbs/00_config.ipynb #92894930
 class Settings:

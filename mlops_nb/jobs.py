@@ -19,8 +19,8 @@ from .config import get_settings, ensure_dir, settings_env, _html_table
 # %% auto #0
 __all__ = ['RECORD_MIME', 'record', 'read_records', 'Parameter', 'notebook_parameters', 'JobParameterError', 'check_parameters',
            'JobResult', 'JobFailed', 'templates_dir', 'list_templates', 'resolve_notebook', 'render_html',
-           'run_notebook', 'run_scheduled', 'schedule_job', 'list_schedules', 'unschedule', 'run_scheduler',
-           'job_history']
+           'run_notebook', 'ScheduleError', 'run_scheduled', 'schedule_job', 'list_schedules', 'unschedule',
+           'run_scheduler', 'job_history']
 
 # %% ../nbs/85_jobs.ipynb #02370164
 RECORD_MIME = 'application/vnd.mlops-nb.record+json'
@@ -201,8 +201,24 @@ def _failure(e)->tuple:
         return e.cell_index, f"{e.ename}: {e.evalue}"
     name = type(e).__name__
     if name == 'DeadKernelError': return None, f"the kernel died ({e}); the notebook may have run out of memory or crashed"
-    if name in ('CellTimeoutError', 'TimeoutError'): return None, f"a cell ran past the time limit: {str(e).splitlines()[0]}"
+    if name in ('CellTimeoutError', 'TimeoutError'): return None, f"a cell ran past the time limit: {str(e).splitlines()[0].rstrip('.')}"
     return None, f"{name}: {e}"
+
+def _running_cell(nb:dict)->int|None:
+    "The index of the last cell that started in an executed notebook (the one a timeout stopped), or `None`"
+    started = [i for i,c in enumerate(nb.get('cells', [])) if c.get('metadata', {}).get('papermill', {}).get('start_time')]
+    return started[-1] if started else None
+
+@contextlib.contextmanager
+def _kernel_stderr():
+    "While the block runs, send fd 2, which the kernel inherits, to a scratch file (not the kernel's zmq traceback on a timeout)"
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try: yield
+        finally: sys.stderr.flush(); os.dup2(saved, 2); os.close(saved)
 
 def _log_worker():
     "The logger process: open the job's MLflow run, wait for the outcome on stdin, log it"
@@ -269,7 +285,7 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
                  experiment:str='reports', # MLflow experiment of the job runs
                  run_name:str|None=None, # The run's name; the notebook's name by default
                  timeout:float|None=600, # Seconds a cell may run; `None` for no limit
-                 kernel_name:str|None=None, # Jupyter kernel; the notebook's own by default
+                 kernel_name:str|None=None, # Jupyter kernel; the notebook's own by default, `python3` if it names none
                  html:bool=True, # Render the executed notebook to HTML beside it, and log it
                  tags:dict|None=None, # Extra tags for the run
                  raise_on_error:bool=True, # Raise `JobFailed` when the notebook fails
@@ -281,16 +297,23 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
     out = Path(output) if output else Path(get_settings().reports)/src.stem/f"{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
     ensure_dir(out.parent)
     tags = {'mlops_nb.job': 'notebook', 'mlops_nb.notebook': str(src), **(tags or {})}
+    kernel_name = kernel_name or _read_nb(src).get('metadata', {}).get('kernelspec', {}).get('name') or 'python3'
+    from jupyter_client.kernelspec import KernelSpecManager
+    if kernel_name not in (kernels := KernelSpecManager().find_kernel_specs()):
+        raise JobParameterError(f"No Jupyter kernel named {kernel_name!r} for {src.name}; the installed kernels are: "
+                                f"{', '.join(sorted(kernels)) or '(none)'}")
     failed_cell = err = None
     with _settings_env():
         logger = _Logger(experiment=experiment, name=run_name or src.stem, params=params, tags=tags, html=html)
         pm = _import_quietly('papermill')
         try:
-            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name, progress_bar=False,
-                                execution_timeout=timeout, cwd=str(out.parent), log_output=False, start_timeout=120,
-                                extra_arguments=['--IPKernelApp.log_level=ERROR'])   # not its TCP warning
+            with _kernel_stderr():
+                pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name, progress_bar=False,
+                                    execution_timeout=timeout, cwd=str(out.parent), log_output=False, start_timeout=120,
+                                    extra_arguments=['--IPKernelApp.log_level=ERROR'])   # not its TCP warning
         except Exception as e: failed_cell, err = _failure(e)
     nb = _read_nb(out) if out.exists() else {'cells': []}
+    if err and failed_cell is None: failed_cell = _running_cell(nb)   # a timeout: the cell that was running
     if html and out.exists(): render_html(out)   # while the logger process is still opening the run
     nb_seconds = sum(c.get('metadata', {}).get('papermill', {}).get('duration') or 0 for c in nb['cells'])
     res = JobResult(str(src), out, 'FAILED' if err else 'FINISHED', logger.run_id(), params, read_records(nb), err,
@@ -299,8 +322,8 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
     res.seconds = time.perf_counter() - t0
     if err and raise_on_error:
         where = f"cell {failed_cell}" if failed_cell is not None else "the job"
-        raise JobFailed(f"{src.name} failed in {where}: {err}. The output notebook with the error is {out}; "
-                        f"MLflow run {res.run_id}", res)
+        saved = f"the output notebook with the error is {out}" if out.exists() else "no output notebook was written"
+        raise JobFailed(f"{src.name} failed in {where}: {err}; {saved}; MLflow run {res.run_id}", res)
     return res
 
 # %% ../nbs/85_jobs.ipynb #c4e053fd
@@ -337,45 +360,92 @@ def _job_store():
     try: yield store, sched
     finally: store.shutdown()
 
-def _cron(expr:str):
-    from apscheduler.triggers.cron import CronTrigger
-    try: return CronTrigger.from_crontab(expr)
-    except ValueError as e:
-        raise ValueError(f"Bad cron expression {expr!r} ({e}): use five fields, 'minute hour day month weekday', "
-                         "e.g. '0 6 * * *' for 06:00 every day or '*/15 * * * *' every 15 minutes") from None
+class ScheduleError(ValueError):
+    "A schedule can't be stored as given: a bad name or cron expression, or a name already in use"
 
-def run_scheduled(notebook:str, parameters:dict, experiment:str, schedule:str):
-    "What the scheduler calls: run the job, tagged with its schedule's name"
+_DOW = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
+
+def _cron_weekdays(field:str)->str:
+    "Cron's day-of-week field (0 or 7 = Sunday) in APScheduler's terms (where 0 is Monday): numbers become names"
+    if not re.search(r'\d', field): return field
+    days = set()
+    for part in field.lower().split(','):
+        rng, _, step = part.partition('/')
+        if rng == '*': lo, hi = 0, 6
+        else:
+            a, _, b = rng.partition('-')
+            lo = _DOW.index(a) if a in _DOW else int(a)
+            hi = (_DOW.index(b) if b in _DOW else int(b)) if b else (6 if step else lo)
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi): raise ValueError(f"day of week {part!r} is not within 0-7")
+        days |= {d % 7 for d in range(lo, hi + 1, int(step) if step else 1)}
+    return ','.join(_DOW[d] for d in sorted(days))
+
+def _cron(expr:str):
+    "An APScheduler trigger for a five-field cron expression that fires at least once"
+    from datetime import datetime, timezone
+    from apscheduler.triggers.cron import CronTrigger
+    hint = ("use five fields, 'minute hour day month weekday', e.g. '0 6 * * *' for 06:00 every day or "
+            "'*/15 * * * *' every 15 minutes")
+    try:
+        f = str(expr).split()
+        if len(f) != 5: raise ValueError(f"{len(f)} fields instead of 5")
+        trigger = CronTrigger(minute=f[0], hour=f[1], day=f[2], month=f[3], day_of_week=_cron_weekdays(f[4]))
+    except ValueError as e: raise ScheduleError(f"Bad cron expression {expr!r} ({e}): {hint}") from None
+    if trigger.get_next_fire_time(None, datetime.now(timezone.utc)) is None:
+        raise ScheduleError(f"Cron expression {expr!r} never fires (no such date, e.g. 31 February): {hint}")
+    return trigger
+
+def run_scheduled(notebook:str, parameters:dict, experiment:str, schedule:str, cron:str|None=None):
+    "What the scheduler calls: run the job, tagged with its schedule's name (`cron` is kept for display)"
     run_notebook(notebook, parameters, experiment=experiment, tags={'mlops_nb.schedule': schedule}, raise_on_error=False)
 
 # %% ../nbs/85_jobs.ipynb #97d84a16
-def schedule_job(name:str, # The schedule's name (unique; an existing one is replaced)
+def _check_schedule_name(name)->str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ScheduleError(f"Bad schedule name {name!r}: give 1 to 200 printable characters, e.g. 'nightly-drift'")
+    if "'" in name and '"' in name: raise ScheduleError(f"Bad schedule name {name!r}: use ' or \", not both")
+    return name
+
+def schedule_job(name:str, # The schedule's name (unique)
                  notebook:str|Path, # A notebook path or a shipped template's name
-                 cron:str, # When to run: 'minute hour day month weekday'
+                 cron:str, # When to run: 'minute hour day month weekday' (weekday 0 or 7 is Sunday)
                  parameters:dict|None=None, # The job's parameters, checked now
                  *, experiment:str='reports', # MLflow experiment of the runs
+                 replace:bool=False, # Replace a different schedule of the same name (the same one again is a no-op)
                 )->dict: # The stored schedule
-    "Add (or replace) a recurring notebook job"
-    src = resolve_notebook(notebook)
+    "Add a recurring notebook job; a name in use by a different schedule is refused unless `replace=True`"
+    _check_schedule_name(name)
+    src = resolve_notebook(notebook).resolve()
     params = check_parameters(notebook_parameters(src), parameters, src.name)
     trigger = _cron(cron)
     from datetime import datetime, timezone
     from apscheduler.job import Job
-    from apscheduler.jobstores.base import ConflictingIdError
+    kwargs = dict(notebook=str(src), parameters=params, experiment=experiment, schedule=name, cron=cron)
     with _job_store() as (store, sched):
+        old = store.lookup_job(name)
+        if old is not None and not replace and old.kwargs != kwargs:
+            raise ScheduleError(f"A schedule named {name!r} already exists ({_describe(old)}); "
+                                "replace it with replace=True (`--replace`), or choose another name")
         job = Job(sched, id=name, name=name, func=run_scheduled, trigger=trigger, executor='default', args=(),
-                  kwargs=dict(notebook=str(src.resolve()), parameters=params, experiment=experiment, schedule=name),
-                  misfire_grace_time=3600, coalesce=True, max_instances=1,
+                  kwargs=kwargs, misfire_grace_time=3600, coalesce=True, max_instances=1,
                   next_run_time=trigger.get_next_fire_time(None, datetime.now(timezone.utc)))
-        try: store.add_job(job)
-        except ConflictingIdError: store.update_job(job)
-    return {'name': name, 'notebook': str(src), 'cron': cron, 'parameters': params}
+        if old is None: store.add_job(job)
+        else: store.update_job(job)
+    return {'name': name, 'notebook': str(src), 'cron': cron, 'parameters': params, 'next_run': job.next_run_time}
+
+def _cron_of(job)->str:
+    "The cron string a job was scheduled with (rebuilt from the trigger for jobs stored before it was kept)"
+    if job.kwargs.get('cron'): return job.kwargs['cron']
+    f = {x.name: str(x) for x in job.trigger.fields}
+    return ' '.join(f[k] for k in ('minute', 'hour', 'day', 'month', 'day_of_week'))
+
+def _describe(job)->str: return f"{job.kwargs['notebook']} at '{_cron_of(job)}' with {job.kwargs['parameters']}"
 
 def list_schedules():
     "The scheduled jobs as a DataFrame: name, notebook, cron, parameters, next run"
     import pandas as pd
     with _job_store() as (store, _):
-        rows = [{'name': j.id, 'notebook': j.kwargs['notebook'], 'cron': str(j.trigger), 'parameters': j.kwargs['parameters'],
+        rows = [{'name': j.id, 'notebook': j.kwargs['notebook'], 'cron': _cron_of(j), 'parameters': j.kwargs['parameters'],
                  'next_run': j.next_run_time} for j in store.get_all_jobs()]
     return pd.DataFrame(rows, columns=['name', 'notebook', 'cron', 'parameters', 'next_run'])
 
@@ -385,15 +455,30 @@ def unschedule(name:str):
     with _job_store() as (store, _):
         try: store.remove_job(name)
         except JobLookupError:
-            names = ', '.join(j.id for j in store.get_all_jobs()) or '(none)'
-            raise KeyError(f"No schedule named {name!r}; the schedules are: {names}") from None
+            names = ', '.join(repr(j.id) for j in store.get_all_jobs()) or '(none)'
+            raise KeyError(f"No schedule named {name!r} in the workspace {get_settings().home}; "
+                           f"the schedules there are: {names}") from None
 
 def run_scheduler():
-    "Run the scheduled jobs until interrupted (what `mlops-nb schedule run` does)"
-    _scheduler(blocking=True).start()
+    "Run the scheduled jobs in this process until interrupted (what `mlops-nb schedule run` does); Ctrl-C or SIGTERM stops it"
+    import signal
+    sched = _scheduler(blocking=True)
+    def _stop(*_): sched.shutdown(wait=False)
+    old = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
+    try: sched.start()
+    except (KeyboardInterrupt, SystemExit): pass
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
+        if sched.running: sched.shutdown(wait=False)
+
+def _filter_value(v:str)->str:
+    "`v` quoted for an MLflow filter string"
+    if "'" not in v: return f"'{v}'"
+    if '"' not in v: return f'"{v}"'
+    raise ValueError(f"{v!r} can't be used in an MLflow filter: it holds both ' and \"")
 
 def job_history(schedule:str|None=None, experiment:str='reports'):
     "Past job runs from MLflow, newest first; only those of `schedule` if given"
     from mlops_nb.tracking import ExperimentTracker
-    flt = f"tags.`mlops_nb.schedule` = '{schedule}'" if schedule else "tags.`mlops_nb.job` = 'notebook'"
+    flt = f"tags.`mlops_nb.schedule` = {_filter_value(schedule)}" if schedule else "tags.`mlops_nb.job` = 'notebook'"
     return ExperimentTracker(experiment_name=experiment).runs(flt)

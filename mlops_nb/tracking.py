@@ -15,14 +15,14 @@ writes, a plain `mlflow.MlflowClient` and the MLflow UI read."""
 
 # %% ../nbs/01_tracking.ipynb #0c740d73
 from __future__ import annotations
-import atexit, collections, contextlib, html, numbers, posixpath, re, threading, time, warnings, weakref
+import atexit, collections, contextlib, numbers, posixpath, re, threading, time, warnings, weakref
 import urllib.request, urllib.error
 from pathlib import Path
-from .config import get_settings, ensure_dir, sqlite_path, redact, _scheme, _html_table
+from .config import get_settings, ensure_dir, sqlite_path, redact, split_credentials, _scheme, _html_table
 
 # %% auto #0
-__all__ = ['TrackingStoreError', 'prepare_store', 'check_metric', 'ExperimentTracker', 'model_task', 'evaluate_model',
-           'learning_curve_figure', 'feature_importance_figure', 'train_model_with_tracking']
+__all__ = ['TrackingStoreError', 'prepare_store', 'mlflow_uri', 'check_metric', 'ExperimentTracker', 'model_task',
+           'evaluate_model', 'learning_curve_figure', 'feature_importance_figure', 'train_model_with_tracking']
 
 # %% ../nbs/01_tracking.ipynb #02668858
 def _mlflow():
@@ -36,6 +36,7 @@ def _redact_text(text:str, uri:str)->str:
     "Remove the password of `uri` from `text` wherever it appears"
     m = re.match(r'^[^:]+://[^:/@]*:([^@]+)@', uri or '')
     return text.replace(m.group(1), '***') if m else text
+
 
 # %% ../nbs/01_tracking.ipynb #fd4f177f
 def _check_db(uri:str, timeout:float):
@@ -57,8 +58,18 @@ def prepare_store(tracking_uri:str, # MLflow tracking URI
     "Make sure `tracking_uri` can be used, creating a new SQLite store with its artifact root in the workspace"
     sch, shown = _scheme(tracking_uri), redact(tracking_uri)
     if sch in ('http', 'https'):
+        import base64, os
+        bare, user, pw = split_credentials(tracking_uri)
+        user, pw = (user, pw) if user is not None else (os.environ.get('MLFLOW_TRACKING_USERNAME'), os.environ.get('MLFLOW_TRACKING_PASSWORD'))
+        req = urllib.request.Request(bare.rstrip('/') + '/health')
+        if user is not None: req.add_header('Authorization', 'Basic ' + base64.b64encode(f"{user}:{pw or ''}".encode()).decode())
         try:
-            with urllib.request.urlopen(tracking_uri.rstrip('/') + '/health', timeout=timeout) as r: r.read()
+            with urllib.request.urlopen(req, timeout=timeout) as r: r.read()
+        except urllib.error.HTTPError as e:
+            if e.code not in (401, 403): raise TrackingStoreError(f"The MLflow tracking server at {shown} answered its health "
+                                                                  f"check with HTTP {e.code} {e.reason}") from None
+            raise TrackingStoreError(f"The MLflow tracking server at {shown} refused the credentials (HTTP {e.code}): give "
+                f"them in the URL (http://user:password@host:port) or in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
         except (urllib.error.URLError, OSError) as e:
             reason = _redact_text(str(getattr(e, 'reason', e)), tracking_uri)
             raise TrackingStoreError(f"Can't reach the MLflow tracking server at {shown}: {reason}. Start it "
@@ -80,6 +91,15 @@ def prepare_store(tracking_uri:str, # MLflow tracking URI
                     raise TrackingStoreError(f"Can't open the MLflow tracking store {shown}: "
                                              f"{_redact_text(str(e), tracking_uri)[:500]}") from None
                 time.sleep(1 + attempt)
+
+# %% ../nbs/01_tracking.ipynb #5b0e7a12
+def mlflow_uri(uri:str)->str:
+    "`uri` without `user:password@`; the credentials go where MLflow reads them (MLFLOW_TRACKING_USERNAME/PASSWORD)"
+    import os
+    bare, user, pw = split_credentials(uri)
+    if user is not None: os.environ['MLFLOW_TRACKING_USERNAME'] = user
+    if pw is not None: os.environ['MLFLOW_TRACKING_PASSWORD'] = pw
+    return bare
 
 # %% ../nbs/01_tracking.ipynb #e23ed495
 def _sql_writer(client):
@@ -207,11 +227,13 @@ class ExperimentTracker:
         artifact_location:str|Path|None=None, # Artifact root for new experiments in a local store
     ):
         s = get_settings()
-        self.tracking_uri = tracking_uri or s.tracking_uri
-        self.registry_uri = registry_uri or (s.registry_uri if tracking_uri is None else self.tracking_uri)
+        registry_uri = registry_uri or (s.registry_uri if tracking_uri is None else tracking_uri)
+        tracking_uri = tracking_uri or s.tracking_uri
         self.experiment_name = experiment_name or s.experiment
         self.artifact_root = Path(artifact_location or s.artifacts).expanduser().resolve()
-        prepare_store(self.tracking_uri, self.artifact_root)
+        prepare_store(tracking_uri, self.artifact_root)
+        # an http(s)://user:password@host URL: MLflow takes the credentials from its environment variables, not the URL
+        self.tracking_uri, self.registry_uri = mlflow_uri(tracking_uri), mlflow_uri(registry_uri)
         from mlflow import MlflowClient
         self.client = MlflowClient(self.tracking_uri, self.registry_uri)
         self.experiment_id = self._get_or_create_experiment()
@@ -234,7 +256,7 @@ def _get_or_create_experiment(self:ExperimentTracker)->str:
             slug = re.sub(r'[^\w.-]+', '_', self.experiment_name).strip('_') or 'experiment'
             loc = (self.artifact_root/slug).as_uri()
         try: return self.client.create_experiment(self.experiment_name, artifact_location=loc)
-        except MlflowException as e:   # created meanwhile by another process
+        except MlflowException:   # created meanwhile by another process
             exp = self.client.get_experiment_by_name(self.experiment_name)
             if exp is None: raise
     if exp.lifecycle_stage == 'deleted': self.client.restore_experiment(exp.experiment_id)

@@ -35,11 +35,31 @@ def test_a_dying_kernel_fails_the_job_without_hanging(workspace, tmp_path):
 
 def test_a_cell_past_its_time_limit_fails_the_job(workspace, tmp_path):
     from mlops_nb.jobs import run_notebook
-    nb = _nb(tmp_path / 'slow.ipynb', 'import time; time.sleep(60)')
+    nb = _nb(tmp_path / 'slow.ipynb', 'x = 1', 'import time; time.sleep(60)', 'print("never")')
     t0 = time.time()
     res = run_notebook(nb, timeout=3, raise_on_error=False)
-    assert res.status == 'FAILED' and 'time limit' in res.error
+    assert res.status == 'FAILED' and 'time limit' in res.error and res.failed_cell == 1
     assert time.time() - t0 < 45
+    from mlflow import MlflowClient
+    assert MlflowClient(workspace.tracking_uri).get_run(res.run_id).data.tags['mlops_nb.failed_cell'] == '1'
+    # from the command line: one message naming the cell, no zmq traceback from the stopped kernel
+    out = _cli('run', str(nb), '--timeout', '3', '--no-html', home=workspace.home, cwd=tmp_path)
+    assert out.returncode == 1 and 'slow.ipynb failed in cell 1: a cell ran past the time limit' in out.stderr
+    assert 'Traceback' not in out.stderr and 'zmq' not in out.stderr, out.stderr
+
+
+def test_a_notebook_without_a_kernelspec_runs_on_python3_and_a_bad_kernel_is_refused(workspace, tmp_path):
+    nb = nbformat.v4.new_notebook(); nb.cells = [nbformat.v4.new_code_cell('from mlops_nb import record; record("y", 2)')]
+    nbformat.write(nb, tmp_path / 'bare.ipynb')
+    out = _cli('run', 'bare.ipynb', '--no-html', home=workspace.home, cwd=tmp_path)
+    assert out.returncode == 0 and 'recorded y = 2' in out.stdout, out.stderr
+    written = out.stdout.split('output notebook: ')[1].split()[0]
+    assert Path(written).exists()
+    before = sorted((Path(workspace.home) / 'reports').rglob('*.ipynb'))
+    out = _cli('run', 'bare.ipynb', '--kernel', 'nosuch', home=workspace.home, cwd=tmp_path)
+    assert out.returncode == 2 and "No Jupyter kernel named 'nosuch' for bare.ipynb; the installed kernels are: " in out.stderr
+    assert 'python3' in out.stderr and 'output notebook' not in out.stderr and 'Traceback' not in out.stderr
+    assert sorted((Path(workspace.home) / 'reports').rglob('*.ipynb')) == before        # nothing run, nothing written
 
 
 def test_cli_run_exit_codes_and_messages(workspace, tmp_path):
@@ -119,6 +139,7 @@ def test_drift_and_abtest_templates_run_with_their_defaults_and_by_parameters(wo
     assert run_notebook('abtest_report').records['winner'] == 'treatment'
 
 
+@pytest.mark.timeout(1200)   # the walk-through's own limit is 900 s; the suite's 300 s default is for ordinary tests
 def test_end_to_end_walkthrough_runs_as_a_job(tmp_path):
     "`mlops-nb demo --full`: the tutorial from raw data to an A/B report, in a fresh workspace"
     out = _cli('demo', '--full', home=tmp_path / 'ws', cwd=tmp_path, timeout=900)

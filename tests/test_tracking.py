@@ -147,4 +147,76 @@ def test_cli_demo_in_a_fresh_folder(tmp_path):
     out = subprocess.run([str(exe), 'demo'], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert 'test metrics: accuracy=' in out.stdout and 'mlflow ui --backend-store-uri' in out.stdout
+    # it prints what it says it prints: the params and the model's signature
+    assert 'params: n_estimators=100, max_depth=6, random_state=0, n_train=426, n_test=143' in out.stdout
+    assert 'signature: inputs [mean radius: double' in out.stdout and '(30 columns)] -> outputs [' in out.stdout
+    # `mlops-nb runs` straight after shows the demo's run, and says where it looked
+    t0 = time.time()
+    runs = subprocess.run([str(exe), 'runs'], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    print(f"mlops-nb runs: {time.time() - t0:.2f} s")
+    assert runs.returncode == 0, runs.stderr
+    assert f"workspace {tmp_path / 'ws'}" in runs.stdout and "experiment 'demo-breast-cancer'" in runs.stdout
+    assert ': 1 run' in runs.stdout and 'random-forest' in runs.stdout and 'FINISHED' in runs.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ws']
+
+
+class _BasicAuthProxy:
+    "A loopback HTTP proxy that requires `Authorization: Basic` for user:password and forwards to `upstream`"
+    def __init__(self, upstream, user, password):
+        import base64, http.server, threading, urllib.error
+        want = 'Basic ' + base64.b64encode(f'{user}:{password}'.encode()).decode()
+        self.ok = self.refused = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def _any(self):
+                if self.headers.get('Authorization') != want:
+                    proxy.refused += 1
+                    self.send_response(401); self.send_header('WWW-Authenticate', 'Basic realm="mlflow"')
+                    self.send_header('Content-Length', '0'); self.end_headers(); return
+                proxy.ok += 1
+                body = self.rfile.read(int(self.headers.get('Content-Length') or 0)) or None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ('host', 'authorization', 'content-length')}
+                req = urllib.request.Request(upstream + self.path, data=body, headers=headers, method=self.command)
+                try: r = urllib.request.urlopen(req, timeout=60)
+                except urllib.error.HTTPError as e: r = e
+                data = r.read()
+                self.send_response(r.status if hasattr(r, 'status') else r.code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ('transfer-encoding', 'connection', 'content-length', 'date', 'server'): self.send_header(k, v)
+                self.send_header('Content-Length', str(len(data))); self.end_headers(); self.wfile.write(data)
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self): self.server.shutdown(); self.server.server_close()
+
+
+def test_tracking_server_behind_basic_auth_by_url_with_credentials(mlflow_server, workspace, monkeypatch):
+    "http://user:password@host:port works (the credentials go to MLflow as MLFLOW_TRACKING_USERNAME/PASSWORD) and never shows"
+    from mlops_nb.tracking import ExperimentTracker, TrackingStoreError
+    from mlflow import MlflowClient
+    for k in ('MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD'): monkeypatch.delenv(k, raising=False)
+    proxy = _BasicAuthProxy(mlflow_server, 'alice', 's3cr@t:x')
+    try:
+        url = f'http://alice:s3cr%40t%3Ax@127.0.0.1:{proxy.port}'
+        tracker = ExperimentTracker(url, 'behind-auth')
+        with tracker.run('r', params={'lr': 0.1}) as r:
+            for i in range(5): tracker.log_metric('loss', 1 / (i + 1))
+            tracker.log_dict({'a': 1}, 'd.json')
+        run = MlflowClient(mlflow_server).get_run(r.info.run_id)           # straight to the server, past the proxy
+        assert run.info.status == 'FINISHED' and run.data.params == {'lr': '0.1'} and run.data.metrics['loss'] == 0.2
+        assert [a.path for a in MlflowClient(mlflow_server).list_artifacts(r.info.run_id)] == ['d.json']
+        assert proxy.ok > 5 and tracker.tracking_uri == f'http://127.0.0.1:{proxy.port}'
+        for text in (repr(tracker), tracker.tracking_uri, tracker.ui_command(), str(tracker._repr_mimebundle_())):
+            assert 's3cr' not in text
+        assert len(tracker.runs()) == 1
+        # wrong credentials: a clear error, without the password
+        monkeypatch.delenv('MLFLOW_TRACKING_PASSWORD')
+        with pytest.raises(TrackingStoreError, match=r'refused the credentials \(HTTP 401\)') as e:
+            ExperimentTracker(f'http://alice:wrong-pw@127.0.0.1:{proxy.port}', 'behind-auth')
+        assert 'wrong-pw' not in str(e.value) and 'alice:***@' in str(e.value)
+    finally: proxy.close()
