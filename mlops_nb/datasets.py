@@ -19,6 +19,7 @@ CATEGORIES = ['grocery', 'restaurants', 'fashion', 'electronics', 'travel', 'gam
 _CAT_AMOUNT = dict(grocery=35, restaurants=45, fashion=80, electronics=250, travel=400, gaming=40)
 _CAT_P = np.array([0.30, 0.22, 0.16, 0.12, 0.10, 0.10])
 _CAT_P_DRIFT = np.array([0.22, 0.18, 0.14, 0.12, 0.16, 0.18])
+_CAT_P_FRAUD = np.array([0.08, 0.05, 0.12, 0.35, 0.15, 0.25])   # fraudsters buy what resells: electronics, gaming, travel
 
 def make_transactions(n:int=20_000, # Number of transactions
                       *,
@@ -26,7 +27,7 @@ def make_transactions(n:int=20_000, # Number of transactions
                       n_merchants:int=300, # Number of distinct merchants
                       start:str='2026-01-01', # First day (UTC)
                       days:int=60, # Days covered
-                      fraud_rate:float=0.03, # Target share of fraudulent transactions
+                      fraud_rate:float=0.03, # Share of fraudulent transactions
                       drift:bool=False, # Shift the distributions and the fraud pattern
                       seed:int=0, # Same seed, same data
                      )->pd.DataFrame:
@@ -40,34 +41,43 @@ def make_transactions(n:int=20_000, # Number of transactions
     activity = u_rng.pareto(1.5, n_users) + 1
     u_age = u_rng.gamma(2.0, 300, n_users).round().astype(int)
     u_risk = u_rng.normal(0, 1, n_users)
-    m_cat_p = _CAT_P
-    m_cat = m_rng.choice(len(CATEGORIES), n_merchants, p=m_cat_p)
-    m_risk = m_rng.normal(0, 1, n_merchants) + np.where(np.isin(m_cat, [4, 5]), 0.7, 0)
-    # transactions
-    users = rng.choice(n_users, n, p=activity/activity.sum())
-    cat_p = _CAT_P_DRIFT if drift else _CAT_P
-    want_cat = rng.choice(len(CATEGORIES), n, p=cat_p)
+    m_cat = m_rng.choice(len(CATEGORIES), n_merchants, p=_CAT_P)
     by_cat = [np.flatnonzero(m_cat == c) for c in range(len(CATEGORIES))]
-    merchants = np.array([rng.choice(by_cat[c]) if len(by_cat[c]) else rng.integers(n_merchants) for c in want_cat]) \
-                if n <= 5_000 else _pick_merchants(rng, want_cat, by_cat, n_merchants)
-    cat = m_cat[merchants]
-    typical = np.array([_CAT_AMOUNT[c] for c in CATEGORIES])[cat]
-    amount = typical * rng.lognormal(0.15 if drift else 0.0, 0.6, n)
-    t0 = pd.Timestamp(start, tz='UTC').value // 10**9
-    secs = rng.integers(0, days*86400, n)
+    # the cardholders' own transactions
+    users = rng.choice(n_users, n, p=activity/activity.sum())
+    want_cat = rng.choice(len(CATEGORIES), n, p=_CAT_P_DRIFT if drift else _CAT_P)
+    merchants = _pick_merchants(rng, want_cat, by_cat, n_merchants)
+    typical = np.array([_CAT_AMOUNT[c] for c in CATEGORIES])
+    amount = typical[m_cat[merchants]] * rng.lognormal(0.15 if drift else 0.0, 0.6, n)
     hour = rng.choice(24, n, p=_hour_p(drift))
-    secs = secs - secs % 86400 + hour*3600 + rng.integers(0, 3600, n)
+    secs = rng.integers(0, days, n)*86400 + hour*3600 + rng.integers(0, 3600, n)
     channel = rng.choice(['pos', 'web', 'app'], n, p=[0.45, 0.30, 0.25] if not drift else [0.35, 0.30, 0.35])
     foreign = rng.random(n) < (0.12 if drift else 0.06)
-    age = u_age[users]
-    z = (0.8*m_risk[merchants] + 0.6*u_risk[users] + 1.6*np.log(amount/typical) + 1.4*((hour < 6) | (hour >= 23))
-         + 1.5*foreign + 1.2*(age < 60) + (1.5*(channel == 'app') if drift else 0))
-    logit = z + _calibrate(z, fraud_rate)
-    fraud = rng.random(n) < 1/(1 + np.exp(-logit))
+    fraud = np.zeros(n, bool)
+    # fraud: some cards are compromised, and each is used in a burst of purchases within the hour
+    f_rng = np.random.default_rng([seed, 3, int(drift)])
+    rows = f_rng.choice(n, int(round(n*fraud_rate)), replace=False)
+    sizes = _burst_sizes(f_rng, len(rows))
+    victim_w = (1 + 3*(u_age < 120)) * np.exp(0.5*u_risk)     # new accounts and careless users are hit more often
+    victims = f_rng.choice(n_users, len(sizes), p=victim_w/victim_w.sum())
+    first_hour = np.where(f_rng.random(len(sizes)) < 0.45, f_rng.integers(0, 6, len(sizes)), f_rng.choice(24, len(sizes), p=_hour_p(False)))
+    t_start = f_rng.integers(0, days, len(sizes))*86400 + first_hour*3600 + f_rng.integers(0, 3600, len(sizes))
+    burst = np.repeat(np.arange(len(sizes)), sizes)
+    users[rows] = victims[burst]
+    secs[rows] = np.minimum(t_start[burst] + f_rng.integers(0, 45*60, len(rows)), days*86400 - 1)
+    hour[rows] = secs[rows] % 86400 // 3600
+    stealthy = np.repeat(f_rng.random(len(sizes)) < 0.3, sizes)   # a third of the fraud looks like the cardholder
+    f_cat = np.where(stealthy, f_rng.choice(len(CATEGORIES), len(rows), p=_CAT_P), f_rng.choice(len(CATEGORIES), len(rows), p=_CAT_P_FRAUD))
+    merchants[rows] = _pick_merchants(f_rng, f_cat, by_cat, n_merchants)
+    amount[rows] = typical[m_cat[merchants[rows]]] * f_rng.lognormal(np.where(stealthy, 0.1, 0.8), 0.7)
+    foreign[rows] = f_rng.random(len(rows)) < np.repeat(np.where(f_rng.random(len(sizes)) < 0.5, 0.9, 0.05), sizes)
+    channel[rows] = f_rng.choice(['pos', 'web', 'app'], len(rows), p=[0.15, 0.25, 0.60] if drift else [0.15, 0.65, 0.20])
+    fraud[rows] = True
     df = pd.DataFrame({'user_id': np.char.add('u', users.astype(str)), 'merchant_id': np.char.add('m', merchants.astype(str)),
-                       'event_timestamp': pd.to_datetime(t0 + secs, unit='s', utc=True), 'amount': amount.round(2),
-                       'category': pd.Categorical(np.array(CATEGORIES)[cat], categories=CATEGORIES), 'channel': channel,
-                       'is_foreign': foreign, 'hour': hour, 'account_age_days': age, 'is_fraud': fraud.astype(int)})
+                       'event_timestamp': pd.to_datetime(pd.Timestamp(start, tz='UTC').value // 10**9 + secs, unit='s', utc=True),
+                       'amount': amount.round(2), 'category': pd.Categorical(np.array(CATEGORIES)[m_cat[merchants]], categories=CATEGORIES),
+                       'channel': channel, 'is_foreign': foreign, 'hour': hour, 'account_age_days': u_age[users],
+                       'tx_last_hour': _recent_count(users, secs, 3600), 'is_fraud': fraud.astype(int)})
     df = df.sort_values('event_timestamp', kind='stable').reset_index(drop=True)
     df.insert(0, 'transaction_id', np.char.add('t', np.arange(n).astype(str)))
     return df
@@ -85,9 +95,17 @@ def _hour_p(drift:bool):
     p = 0.2 + np.exp(-0.5*((h - 13)/4)**2) + 0.6*np.exp(-0.5*((h - 19)/2.5)**2) + (0.35*(h < 5) if drift else 0)
     return p / p.sum()
 
-def _calibrate(z, rate, iters=30):
-    b = np.log(rate/(1 - rate)) - z.mean()
-    for _ in range(iters):
-        p = 1/(1 + np.exp(-(z + b)))
-        b -= (p.mean() - rate) / max((p*(1 - p)).mean(), 1e-9)
-    return b
+def _burst_sizes(rng, total:int):
+    "Sizes (1 to 6 purchases) of the bursts that make up `total` fraudulent transactions"
+    sizes = np.minimum(1 + rng.poisson(1.3, max(total, 1)), 6)
+    sizes = sizes[:np.searchsorted(np.cumsum(sizes), total) + 1]
+    if len(sizes): sizes[-1] -= sizes.sum() - total
+    return sizes[sizes > 0]
+
+def _recent_count(users, secs, window:int):
+    "For each transaction, how many earlier ones the same user made in the `window` seconds before it"
+    order = np.lexsort((secs, users))
+    key = users[order].astype(np.int64)*(int(secs.max()) + 2*window + 1) + secs[order]
+    out = np.empty(len(users), dtype=int)
+    out[order] = np.arange(len(key)) - np.searchsorted(key, key - window, 'left')
+    return out

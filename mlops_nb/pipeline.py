@@ -24,8 +24,9 @@ from .lineage import frame_hash, GATE
 # %% auto #0
 __all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigError', 'PipelineCheckFailed', 'PipelineConfig',
            'parse_config', 'load_config', 'load_project', 'read_table', 'split_data', 'data_hash', 'data_schema',
-           'validate_data', 'check_drift', 'make_estimator', 'train', 'evaluate', 'gate', 'promote', 'start_server',
-           'stop_server', 'smoke_test', 'run_step']
+           'validate_data', 'check_drift', 'make_estimator', 'with_threshold', 'make_model', 'imbalance_metrics',
+           'confusion_figure', 'train', 'evaluate', 'gate', 'promote', 'start_server', 'stop_server', 'smoke_test',
+           'run_step']
 
 # %% ../nbs/86_pipeline.ipynb #b0bc1d16
 EXAMPLE_CONFIG = """\
@@ -34,23 +35,28 @@ data:
   train: data/train.parquet        # training data: .parquet or .csv
   current: data/current.parquet    # the newest production data, for check-drift (optional)
   target: is_fraud
-  features: [amount, hour, is_foreign, account_age_days]   # default: every schema column but the target
+  features: [amount, hour, is_foreign, account_age_days, tx_last_hour]   # default: every schema column but the target
   min_rows: 1000
   schema:
     amount: {dtype: float, min: 0}
     hour: {dtype: int, min: 0, max: 23}
     is_foreign: {dtype: bool}
     account_age_days: {dtype: int, min: 0}
+    tx_last_hour: {dtype: int, min: 0}
     is_fraud: {dtype: int, isin: [0, 1]}
 split: {test_size: 0.25, seed: 0}  # add time_column: event_timestamp to hold out the newest rows instead
 drift: {max_drifted_share: 0.5}    # check-drift fails when at least this share of the features drifted
 model:
   name: fraud-detector
   estimator: sklearn.ensemble.HistGradientBoostingClassifier
-  params: {max_iter: 100, random_state: 0}
+  params: {max_iter: 100, random_state: 0, class_weight: balanced}   # fraud is rare: weigh it up
+  decision_threshold: f1           # maximises F1 on a quarter of the training data (the model fits the rest); or a number; or omit (0.5)
   experiment: pipeline
 thresholds:                        # the gate: every one must hold on the holdout set
-  roc_auc: {min: 0.6}               # the sample data's four features are weak predictors: set your own bar
+  roc_auc: {min: 0.8}
+  pr_auc: {min: 0.3}               # average precision; a model that guesses scores the fraud rate (0.03)
+  recall: {min: 0.4}               # share of the fraud caught
+  precision: {min: 0.3}            # share of the alarms that are fraud
   log_loss: {max: 0.5}
 gate: {max_regression: 0.01}       # and the challenger may trail the champion by at most this much on each
 smoke_test: {requests: 50, max_p99_ms: 1000}  # add url: http://staging:8000 to test a deployed server
@@ -173,33 +179,55 @@ def data_schema(cfg:PipelineConfig):
         cols[name] = pa.Column(dt, checks, nullable=bool(spec.get('nullable', False)), unique=bool(spec.get('unique', False)))
     return pa.DataFrameSchema(cols, strict=False)
 
-def _problems(err, limit:int=10)->list:
+def _not_numbers(s):
+    "The values of `s` that are not numbers (text in a number column)"
+    import pandas as pd
+    return s[pd.to_numeric(s, errors='coerce').isna() & s.notna()]
+
+def _problems(err, df=None, limit:int=10)->list:
     "One line per (column, check) of a pandera `SchemaErrors`: how many rows and a few examples"
     fc = err.failure_cases
-    lines = []
+    lines, bad_dtype = [], set()
     for (col, check), g in fc.groupby(['column', 'check'], sort=False, dropna=False):
         check = str(check)
         if check == 'column_in_dataframe': lines.append(f"  - {g.failure_case.iloc[0]}: the column is missing"); continue
         if check.startswith('dtype('):
-            lines.append(f"  - {col}: its dtype is {g.failure_case.iloc[0]}; the schema says {check[7:-2]}"); continue
+            bad_dtype.add(col)
+            want, got = check[7:-2], (df[col].dtype if df is not None and col in df else g.failure_case.iloc[0])
+            bad = _not_numbers(df[col]) if df is not None and col in df and want.startswith(('float', 'int')) else None
+            ex = (f", e.g. {', '.join(map(repr, bad.head(3).tolist()))} (rows {bad.index[:3].tolist()})"
+                  if bad is not None and len(bad) else '')
+            lines.append(f"  - {col}: its dtype is {got}; the schema says {want}{ex}"); continue
+        if col in bad_dtype: continue      # the checks of a column of the wrong type only repeat that
         ex = ', '.join(map(repr, g.failure_case.head(3).tolist()))
         rows = [int(i) for i in g['index'].dropna().head(3)] if 'index' in g else []
         lines.append(f"  - {col}: " + (f"{len(g)} row(s) fail {check}, e.g. {ex} (rows {rows})" if rows else f"{check}: {ex}"))
     return lines[:limit] + ([f"  - … and {len(lines) - limit} more"] if len(lines) > limit else [])
 
+def _table_problems(cfg:PipelineConfig, df, key:str)->list:
+    "The lines saying how `df` (the `key` data: train or current) breaks the config's schema, rows and model columns"
+    import pandas as pd, pandera.pandas as pa
+    problems = []
+    if len(df) < cfg['data'].get('min_rows', 1): problems.append(f"  - {len(df)} rows; at least {cfg['data'].get('min_rows', 1)} are required (data.min_rows)")
+    missing = [c for c in cfg.features + ([cfg['data']['target']] if key == 'train' else []) if c not in df.columns]
+    if missing: problems.append(f"  - the model's columns {missing} are missing")
+    try: data_schema(cfg).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as e: problems += [l for l in _problems(e, df) if not any(f"  - {m}:" in l for m in missing)]
+    described = cfg['data'].get('schema') or {}
+    for c in cfg.features:      # a model input the schema does not describe must still be a number
+        if c in df.columns and c not in described and not (pd.api.types.is_numeric_dtype(df[c]) or isinstance(df[c].dtype, pd.CategoricalDtype)):
+            bad = _not_numbers(df[c])
+            problems.append(f"  - {c}: its dtype is {df[c].dtype}, not a number, e.g. {', '.join(map(repr, bad.head(3).tolist()))} "
+                            f"(rows {bad.index[:3].tolist()}); describe it in data.schema or fix the data")
+    return problems
+
 def validate_data(cfg:PipelineConfig, say=print)->dict:
     "Check the training (and current) data against `data.schema` and `data.min_rows`"
-    import pandera.pandas as pa
     schema, out = data_schema(cfg), {}
     for key in ('train', 'current'):
         if not cfg['data'].get(key): continue
         df, name = read_table(cfg.path(key)), cfg['data'][key]
-        problems = []
-        if len(df) < cfg['data'].get('min_rows', 1): problems.append(f"  - {len(df)} rows; at least {cfg['data'].get('min_rows', 1)} are required (data.min_rows)")
-        missing = [c for c in cfg.features + ([cfg['data']['target']] if key == 'train' else []) if c not in df.columns]
-        if missing: problems.append(f"  - the model's columns {missing} are missing")
-        try: schema.validate(df, lazy=True)
-        except pa.errors.SchemaErrors as e: problems += [l for l in _problems(e) if not any(f"  - {m}:" in l for m in missing)]
+        problems = _table_problems(cfg, df, key)
         if problems:
             raise PipelineCheckFailed(f"validate-data FAILED: {name} breaks the schema in {cfg.source}:\n" + '\n'.join(problems) +
                                       "\nFix the data, or the schema (data.schema) if the data is right.")
@@ -219,19 +247,26 @@ def check_drift(cfg:PipelineConfig, say=print)->dict:
     for key, df in (('train', ref), ('current', cur)):
         missing = [c for c in cols if c not in df.columns]
         if missing: raise PipelineCheckFailed(f"check-drift FAILED: {cfg['data'][key]} lacks the columns {missing}")
+        if len(df) == 0: raise PipelineCheckFailed(f"check-drift FAILED: {cfg['data'][key]} has 0 rows, so nothing can be tested: "
+                                                   "the data feed that writes it is broken, or points at an empty period")
     share = float(cfg['drift']['max_drifted_share'])
     rep = DataDriftDetector(ref[cols], drift_share=share).report(cur[cols])
     run_id = rep.log_to_mlflow(ExperimentTracker(experiment_name=cfg['model']['experiment']), run_name='pipeline-check-drift')
-    t = rep.table
-    say(f"check-drift: {len(rep.drifted_columns)} of {len(t)} features drifted ({rep.share:.0%}; the limit is {share:.0%}); "
+    t, untested = rep.table, dict(getattr(rep, 'untested', None) or {})
+    pct = 'no column tested' if rep.share != rep.share else f"{rep.share:.0%}"
+    say(f"check-drift: {len(rep.drifted_columns)} of {len(t)} features drifted ({pct}; the limit is {share:.0%}); "
         f"{len(cur):,} current rows against {len(ref):,} training rows; report in MLflow run {run_id}")
-    lines = [f"  - {r.column}: {r.test} statistic {r.statistic:.4g} (threshold {r.threshold:.4g})" + ('  DRIFTED' if r.drifted is True else '')
+    lines = [f"  - {r.column}: NOT TESTED: {untested[r.column]}" if r.column in untested else
+             f"  - {r.column}: {r.test} statistic {r.statistic:.4g} (threshold {r.threshold:.4g})" + ('  DRIFTED' if r.drifted is True else '')
              for r in t.itertuples()]
+    if untested:
+        raise PipelineCheckFailed(f"check-drift FAILED: {len(untested)} of {len(t)} features could not be tested, so drift can't be ruled out:\n"
+                                  + '\n'.join(lines) + "\nFix the current data (its feed or its types), then run check-drift again.")
     if rep.drifted:
         raise PipelineCheckFailed(f"check-drift FAILED: {len(rep.drifted_columns)} of {len(t)} features drifted ({rep.share:.0%} >= {share:.0%}):\n"
                                   + '\n'.join(lines) + "\nRetrain on recent data, or raise drift.max_drifted_share if this shift is expected.")
     for l in lines: say(l)
-    return dict(share=rep.share, drifted_columns=rep.drifted_columns, run_id=run_id)
+    return dict(share=rep.share, drifted_columns=rep.drifted_columns, untested=untested, run_id=run_id)
 
 # %% ../nbs/86_pipeline.ipynb #542b9247
 CHALLENGER, CHAMPION = 'challenger', 'champion'
@@ -249,6 +284,50 @@ def make_estimator(dotted:str, params:dict|None=None):
     except ValueError as e: raise PipelineConfigError(f"model.params: {e}") from None
     return est
 
+def with_threshold(est, threshold=None, seed:int=0):
+    "`est` whose `predict` applies a decision threshold: a number, or a scorer name to choose it on held-out training data"
+    if threshold is None: return est
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+    from sklearn.metrics import get_scorer_names
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        if not 0 < threshold < 1: raise PipelineConfigError(f"model.decision_threshold {threshold} must be between 0 and 1")
+        return FixedThresholdClassifier(est, threshold=float(threshold), response_method='predict_proba')
+    if isinstance(threshold, str) and threshold in get_scorer_names():
+        return TunedThresholdClassifierCV(est, scoring=threshold, cv=0.25, refit=False, random_state=seed)   # one fit, on 3/4
+    raise PipelineConfigError(f"model.decision_threshold {threshold!r} must be a number between 0 and 1 or a scorer name "
+                              "such as f1, balanced_accuracy, recall")
+
+def make_model(cfg:PipelineConfig):
+    "The config's estimator, with its params and decision threshold"
+    return with_threshold(make_estimator(cfg['model']['estimator'], cfg['model']['params']), cfg['model'].get('decision_threshold'),
+                          int(cfg['split'].get('seed') or 0))
+
+def imbalance_metrics(model, X, y)->dict:
+    "What a rare label needs beyond accuracy: PR AUC (average precision), the confusion matrix counts and the threshold used"
+    import numpy as np
+    from sklearn.metrics import average_precision_score, confusion_matrix
+    y = np.asarray(y)
+    if len(np.unique(y)) > 2 or not hasattr(model, 'predict_proba'): return {}
+    classes = list(getattr(model, 'classes_', np.unique(y)))
+    out = {}
+    if len(np.unique(y)) == 2: out['pr_auc'] = float(average_precision_score(y, model.predict_proba(X)[:, 1], pos_label=classes[1]))
+    (tn, fp), (fn, tp) = confusion_matrix(y, model.predict(X), labels=(classes + classes)[:2]) if len(classes) == 2 else ((0, 0), (0, 0))
+    t = getattr(model, 'best_threshold_', getattr(model, 'threshold', 0.5))
+    out.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp), decision_threshold=float(t) if isinstance(t, (int, float)) else 0.5)
+    return out
+
+def confusion_figure(m:dict, title:str='holdout'):
+    "The confusion matrix of `imbalance_metrics` as an image"
+    from mlops_nb.figures import new_figure
+    fig = new_figure(figsize=(3.6, 3.0), layout='constrained'); ax = fig.subplots()
+    cells = [[m['tn'], m['fp']], [m['fn'], m['tp']]]
+    ax.imshow(cells, cmap='Blues')
+    for i in range(2):
+        for j in range(2): ax.text(j, i, f"{int(cells[i][j]):,}", ha='center', va='center', fontsize=11)
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=['predicted 0', 'predicted 1'], yticklabels=['actual 0', 'actual 1'],
+           title=f"{title}: threshold {m['decision_threshold']:.2f}")
+    return fig
+
 def _registry(cfg):
     from mlops_nb.models.registry import ModelRegistry
     return ModelRegistry(name=cfg['model']['name'])
@@ -258,12 +337,20 @@ def train(cfg:PipelineConfig, say=print)->dict:
     from mlops_nb.tracking import ExperimentTracker, train_model_with_tracking
     from mlops_nb.lineage import log_training_set
     df = read_table(cfg.path('train'))
+    problems = _table_problems(cfg, df, 'train')
+    if problems: raise PipelineCheckFailed(f"train FAILED: {cfg['data']['train']} breaks the schema in {cfg.source}:\n" + '\n'.join(problems) +
+                                           "\nRun `mlops-nb pipeline validate-data` for the whole report; fix the data or data.schema.")
     X_tr, X_te, y_tr, y_te, h = split_data(cfg, df)
-    est = make_estimator(cfg['model']['estimator'], cfg['model']['params'])
+    est = make_model(cfg)
     tracker = ExperimentTracker(experiment_name=cfg['model']['experiment'])
     t0 = time.perf_counter()
-    _, metrics, run_id = train_model_with_tracking(est, X_tr, y_tr, X_te, y_te, tracker=tracker, learning_curve=False,
+    model, metrics, run_id = train_model_with_tracking(est, X_tr, y_tr, X_te, y_te, tracker=tracker, learning_curve=False,
                                                    run_name=f"pipeline-train-{cfg['model']['name']}")
+    extra = imbalance_metrics(model, X_te, y_te)
+    if extra:
+        metrics = {**metrics, **extra}
+        tracker.log_metrics(extra, run_id=run_id); tracker.flush()
+        tracker.log_figure(confusion_figure(extra), 'confusion_matrix.png', run_id=run_id)
     log_training_set(df[[*cfg.features, cfg['data']['target']]], tracker=tracker, run_id=run_id, source=cfg['data']['train'], time_column=cfg['split'].get('time_column'))
     tracker.set_tags({'mlops_nb.pipeline.config': cfg.source, 'mlops_nb.pipeline.data_hash': h}, run_id=run_id)
     reg = _registry(cfg)
@@ -271,7 +358,9 @@ def train(cfg:PipelineConfig, say=print)->dict:
     reg.client.set_model_version_tag(reg.name, mv.number, 'mlops_nb.data_hash', h)
     reg.set_alias(CHALLENGER, mv.number, reason=f'pipeline train: run {run_id}')
     say(f"train: {type(est).__name__} on {len(X_tr):,} rows in {time.perf_counter()-t0:.1f} s; holdout " +
-        ', '.join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        ', '.join(f"{k}={v:.4f}" for k, v in metrics.items() if k not in ('tn', 'fp', 'fn', 'tp')))
+    if extra: say(f"train: confusion matrix on {len(y_te):,} holdout rows: {extra['tp']:.0f} caught, {extra['fn']:.0f} missed, "
+                  f"{extra['fp']:.0f} false alarms, {extra['tn']:.0f} correctly passed (threshold {extra['decision_threshold']:.3f})")
     say(f"train: registered {reg.name} version {mv.number} as '{CHALLENGER}' (run {run_id}, data {h})")
     return dict(version=mv.number, run_id=run_id, metrics=metrics, data_hash=h)
 
@@ -288,15 +377,17 @@ def evaluate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
     from mlops_nb.tracking import evaluate_model
     reg = _registry(cfg); number = _resolve(reg, version)
     _, X_te, _, y_te, h = split_data(cfg)
-    metrics = evaluate_model(_load_sklearn(reg, number), X_te, y_te)
+    m = _load_sklearn(reg, number)
+    metrics = {**evaluate_model(m, X_te, y_te), **imbalance_metrics(m, X_te, y_te)}
     champ = reg.current_version
-    champ_metrics = evaluate_model(_load_sklearn(reg, champ), X_te, y_te) if champ and champ != number else {}
+    cm = _load_sklearn(reg, champ) if champ and champ != number else None
+    champ_metrics = {**evaluate_model(cm, X_te, y_te), **imbalance_metrics(cm, X_te, y_te)} if cm is not None else {}
     tags = {**{f'eval.{k}': str(v) for k, v in metrics.items()}, **{f'eval.champion.{k}': str(v) for k, v in champ_metrics.items()},
             'eval.data_hash': h, 'eval.rows': str(len(y_te)), 'eval.champion_version': champ or ''}
     for k, v in tags.items(): reg.client.set_model_version_tag(reg.name, number, k, v)
     say(f"evaluate: {reg.name} version {number} on {len(y_te):,} holdout rows (data {h}):")
     for k, v in metrics.items():
-        say(f"  {k:<10} {v:.4f}" + (f"   champion v{champ}: {champ_metrics[k]:.4f}" if k in champ_metrics else ''))
+        say(f"  {k:<18} {v:.4f}" + (f"   champion v{champ}: {champ_metrics[k]:.4f}" if k in champ_metrics else ''))
     return dict(version=number, metrics=metrics, champion=champ if champ_metrics else None, champion_metrics=champ_metrics, data_hash=h)
 
 # %% ../nbs/86_pipeline.ipynb #f850951a
@@ -411,7 +502,7 @@ def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=pr
     st = cfg['smoke_test']; url = url or st.get('url')
     reg = _registry(cfg); expected = _resolve(reg, alias)
     _, X_te, _, _, _ = split_data(cfg)
-    rows = X_te.head(max(1, int(st['requests']))).astype(float).to_dict('records')
+    rows = json.loads(X_te.head(max(1, int(st['requests']))).to_json(orient='records'))   # JSON's own types: a flag stays true/false
     proc = None
     if not url:
         proc, url = start_server(reg.name, alias, timeout=float(st['startup_timeout']))

@@ -63,7 +63,7 @@ def init_project(path, # The project folder: new, or existing without any of the
         (path/rel).parent.mkdir(parents=True, exist_ok=True); (path/rel).write_text(text)
     if sample_data:
         from mlops_nb.datasets import make_transactions
-        cols = ['amount', 'hour', 'is_foreign', 'account_age_days', 'is_fraud']
+        cols = ['amount', 'hour', 'is_foreign', 'account_age_days', 'tx_last_hour', 'is_fraud']
         (path/'data').mkdir(exist_ok=True)
         make_transactions(20_000, days=60, seed=1)[cols].to_parquet(path/'data'/'train.parquet')
         make_transactions(5_000, days=7, start='2026-03-05', seed=2)[cols].to_parquet(path/'data'/'current.parquet')

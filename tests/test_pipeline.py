@@ -1,7 +1,7 @@
 """The CI/CD pipeline as a user runs it: `mlops-nb init` makes a project, then the commands of its GitHub Actions
 workflow run in order, as the workflow would run them (kubectl and the actions themselves skipped), on the embedded
 workspace and on a real PostgreSQL tracking store; then the ways each step fails."""
-import json, os, shlex, subprocess, sys
+import json, os, re, shlex, subprocess, sys
 from pathlib import Path
 import pytest, yaml
 
@@ -39,6 +39,7 @@ def run_workflow(project: Path, env: dict) -> dict:
     return outs
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize('store', ['embedded', 'postgresql'])
 def test_the_workflow_runs_end_to_end_on_a_new_project(project, store, request):
     root, env = project
@@ -53,6 +54,9 @@ def test_the_workflow_runs_end_to_end_on_a_new_project(project, store, request):
     assert 'match the schema' in outs['mlops-nb pipeline validate-data']
     assert "registered churn-model version 1 as 'challenger'" in outs['mlops-nb pipeline train']
     assert 'passed' in outs['mlops-nb pipeline gate']
+    for floor in ('recall', 'precision', 'pr_auc'):       # the scaffold's gate has floors a do-nothing model fails
+        assert re.search(rf'ok    {floor} 0\.\d+ ≥ min', outs['mlops-nb pipeline gate']), outs['mlops-nb pipeline gate']
+    assert 'caught' in outs['mlops-nb pipeline train'] and 'pr_auc=' in outs['mlops-nb pipeline train']
     assert 'serves churn-model version 1 (challenger)' in outs[cmds[6]]
     assert 'is the first champion' in outs['mlops-nb pipeline promote']
     lineage = outs['mlops-nb lineage churn-model']
@@ -65,6 +69,7 @@ def test_the_workflow_runs_end_to_end_on_a_new_project(project, store, request):
     assert lin['history'][-1]['reason'].startswith('pipeline promote: gate passed')
 
 
+@pytest.mark.timeout(900)
 def test_a_second_version_that_regresses_is_not_promoted(project):
     root, env = project
     for step in ('train', 'evaluate', 'gate', 'promote'):       # a first champion (the whole workflow is tested above)
@@ -88,6 +93,7 @@ def test_a_second_version_that_regresses_is_not_promoted(project):
     assert lin['model']['number'] == '2' and 'FORCED' in lin['history'][-1]['reason']
 
 
+@pytest.mark.timeout(900)
 def test_failures_exit_non_zero_with_a_message_a_ci_log_reader_understands(project):
     root, env = project
     import pandas as pd
@@ -105,7 +111,7 @@ def test_failures_exit_non_zero_with_a_message_a_ci_log_reader_understands(proje
     df.to_parquet(root / 'data/train.parquet')
 
     from mlops_nb.datasets import make_transactions
-    cols = ['amount', 'hour', 'is_foreign', 'account_age_days', 'is_fraud']
+    cols = ['amount', 'hour', 'is_foreign', 'account_age_days', 'tx_last_hour', 'is_fraud']
     make_transactions(5000, seed=9, start='2026-03-05', drift=True)[cols].to_parquet(root / 'data/current.parquet')
     out = mlops(['pipeline', 'check-drift'], root, env)
     assert out.returncode == 1 and 'check-drift FAILED' in out.stderr and 'DRIFTED' in out.stderr
@@ -123,6 +129,7 @@ def test_failures_exit_non_zero_with_a_message_a_ci_log_reader_understands(proje
     assert out.returncode == 1 and 'nothing was written' in out.stderr
 
 
+@pytest.mark.timeout(900)
 def test_the_starter_notebooks_run_as_jobs(project):
     root, env = project
     for nb in ('notebooks/01_train.ipynb', 'notebooks/02_monitor.ipynb'):
@@ -131,3 +138,54 @@ def test_the_starter_notebooks_run_as_jobs(project):
     assert 'recorded drift_share' in out.stdout
     # the jobs used the project's workspace, not one of their own in the output folder
     assert not list((root / 'mlops_workspace' / 'reports').rglob('mlops_workspace'))
+
+
+@pytest.mark.timeout(900)
+def test_a_model_that_catches_no_fraud_fails_the_scaffold_gate(project):
+    "The issue: the scaffold's gate promoted a model with recall 0; its floors on recall and precision now refuse it"
+    root, env = project
+    cfg = yaml.safe_load((root / 'mlops.yaml').read_text())
+    cfg['model']['decision_threshold'] = 0.9999          # it never says "fraud"
+    (root / 'mlops.yaml').write_text(yaml.safe_dump(cfg))
+    for step in ('train', 'evaluate'):
+        out = mlops(['pipeline', step], root, env); assert out.returncode == 0, out.stderr[-2000:]
+    gate = mlops(['pipeline', 'gate'], root, env)
+    assert gate.returncode == 1, gate.stdout
+    assert 'gate FAILED for churn-model version 1' in gate.stderr
+    assert re.search(r'recall 0\.0+ < min', gate.stderr) and re.search(r'precision 0\.0+ < min', gate.stderr), gate.stderr
+    assert mlops(['pipeline', 'promote'], root, env).returncode == 1
+
+
+@pytest.mark.timeout(900)
+def test_check_drift_fails_on_an_empty_or_untestable_current_data_set(project):
+    root, env = project
+    import pandas as pd
+    cur = pd.read_parquet(root / 'data/current.parquet')
+    cur.head(0).to_parquet(root / 'data/current.parquet')
+    out = mlops(['pipeline', 'check-drift'], root, env)
+    assert out.returncode == 1, out.stdout
+    assert 'check-drift FAILED: data/current.parquet has 0 rows' in out.stderr and 'Traceback' not in out.stderr
+    cur.assign(hour='h' + cur.hour.astype(str)).to_parquet(root / 'data/current.parquet')    # a feed that sends text
+    out = mlops(['pipeline', 'check-drift'], root, env)
+    assert out.returncode == 1, out.stdout
+    assert 'could not be tested' in out.stderr and 'hour: NOT TESTED' in out.stderr and 'Traceback' not in out.stderr
+
+
+@pytest.mark.timeout(900)
+def test_train_with_text_in_a_number_column_says_so_in_one_line(project):
+    "`mlops-nb pipeline train` on 'abc' in a float column: the line validate-data gives, exit 1, no pandas traceback"
+    root, env = project
+    import pandas as pd
+    df = pd.read_parquet(root / 'data/train.parquet').astype({'amount': object})
+    df.loc[7, 'amount'] = 'abc'
+    df.to_csv(root / 'data/train.csv', index=False)
+    cfg = yaml.safe_load((root / 'mlops.yaml').read_text())
+    cfg['data']['train'] = 'data/train.csv'
+    (root / 'mlops.yaml').write_text(yaml.safe_dump(cfg))
+    line = "  - amount: its dtype is str; the schema says float64, e.g. 'abc' (rows [7])"
+    val = mlops(['pipeline', 'validate-data'], root, env)
+    assert val.returncode == 1 and line in val.stderr.splitlines(), val.stderr
+    out = mlops(['pipeline', 'train'], root, env)
+    assert out.returncode == 1, out.stdout
+    assert 'Traceback' not in out.stderr and 'could not convert' not in out.stderr
+    assert 'train FAILED: data/train.csv breaks the schema' in out.stderr and line in out.stderr.splitlines(), out.stderr
