@@ -303,6 +303,10 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
         raise JobParameterError(f"No Jupyter kernel named {kernel_name!r} for {src.name}; the installed kernels are: "
                                 f"{', '.join(sorted(kernels)) or '(none)'}")
     failed_cell = err = None
+    s = get_settings()
+    from mlops_nb.tracking import prepare_store
+    # a new store is created here, once, before the job's run and the kernel's own tracking open it at the same time
+    prepare_store(s.tracking_uri, s.artifacts)
     with _settings_env():
         logger = _Logger(experiment=experiment, name=run_name or src.stem, params=params, tags=tags, html=html)
         pm = _import_quietly('papermill')
