@@ -8,7 +8,7 @@ Evidently 0.7 needs pandas < 3, so it runs in its own environment (default /tmp/
 the same Parquet files, and times itself the same way (datasets, report, snapshot dict). Without that environment
 the Evidently rows are skipped and the script says so. Flagged columns are compared with both on their default tests.
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, textwrap, time
+import argparse, json, statistics, subprocess, sys, tempfile, textwrap, time
 from pathlib import Path
 import numpy as np, pandas as pd
 

@@ -5,7 +5,7 @@ Both commands run as fresh processes, interleaved round-robin. `mlops-nb run` do
 the parameters first, makes an MLflow run with params, records and the executed notebook, and renders HTML.
 Medians of wall time are reported, with mlops_nb's own split of the notebook's time and the overhead.
 """
-import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
+import argparse, os, re, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import nbformat
 

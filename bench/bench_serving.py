@@ -12,7 +12,7 @@ args = ap.parse_args()
 if not shutil.which('wrk'): sys.exit('wrk is not installed: apt-get install wrk')
 tmp = Path(tempfile.mkdtemp()); home = tmp / 'ws'
 os.environ['MLOPS_NB_HOME'] = str(home)
-import numpy as np, pandas as pd
+import pandas as pd
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from mlops_nb.tracking import ExperimentTracker

@@ -84,8 +84,8 @@ med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in res.items(
 o = med['mlops_nb ExperimentTracker.log_metric']
 print(f"\nmetric logging on {uri.split('://')[0]}, medians of {args.reps} interleaved reps "
       f"(mlops_nb and log_batch: {args.n} values; per-value MLflow calls: {args.n_slow} values)\n")
-print(f"| variant | caller us/value | durable us/value | durable vs mlops_nb |")
-print(f"|---|---:|---:|---:|")
+print("| variant | caller us/value | durable us/value | durable vs mlops_nb |")
+print("|---|---:|---:|---:|")
 for name, m in med.items():
     print(f"| {name} | {m['call']:.1f} | {m['durable']:.1f} | {m['durable']/o['durable']:.1f}x |")
 print(f"\nmlops_nb: {args.n} values durable in {o['durable']*args.n/1e6:.2f} s; caller sees {o['call']:.1f} us/value; "

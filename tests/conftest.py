@@ -136,3 +136,26 @@ def mlflow_server(tmp_path, mlflow_db_template):
 def _no_writes_into_repo(monkeypatch, tmp_path):
     "Tests run from a temporary folder, so nothing (MLflow's ./mlflow.db, ./mlruns) lands in the repository"
     monkeypatch.chdir(tmp_path)
+
+
+# ---------------------------------------------------------------- the walk-through, run once for the whole session
+class Walkthrough:
+    "One run of `mlops-nb demo --full` in a fresh folder: its workspace, what it printed, its executed notebook and HTML"
+    def __init__(self, folder: Path, out: subprocess.CompletedProcess):
+        import re
+        self.folder, self.home, self.stdout, self.stderr = folder, folder / 'ws', out.stdout, out.stderr
+        m = re.search(r'executed notebook: (\S+\.ipynb)', out.stdout)
+        assert m, f"`mlops-nb demo --full` printed no executed notebook:\n{out.stdout[-2000:]}"
+        self.notebook = Path(m.group(1)); self.html = self.notebook.with_suffix('.html')
+
+
+@pytest.fixture(scope='session')
+def walkthrough(tmp_path_factory) -> Walkthrough:
+    "The end-to-end walk-through as a user runs it (`mlops-nb demo --full`), made once for every test that reads it"
+    folder = tmp_path_factory.mktemp('walkthrough')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('MLOPS_NB_')}
+    env['MLOPS_NB_HOME'] = str(folder / 'ws')
+    out = subprocess.run([str(Path(sys.executable).parent / 'mlops-nb'), 'demo', '--full'], env=env, cwd=folder,
+                         capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return Walkthrough(folder, out)

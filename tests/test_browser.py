@@ -222,20 +222,12 @@ def drive_the_widgets(lab, page):
 
 # ---------------------------------------------------------------- the executed walk-through, as a reader sees it
 @pytest.fixture(scope='module')
-def walkthrough_html(tmp_path_factory) -> Path:
-    "The HTML of the executed walk-through: MLOPS_NB_WALKTHROUGH_HTML if set, else made once by `mlops-nb demo --full` in a fresh workspace"
+def walkthrough_html(request) -> Path:
+    "The HTML of the executed walk-through: MLOPS_NB_WALKTHROUGH_HTML if set, else the session's run of `mlops-nb demo --full`"
     given = os.environ.get('MLOPS_NB_WALKTHROUGH_HTML')
     if given: return Path(given)
-    import re
-    tmp = tmp_path_factory.mktemp('walkthrough')
-    env = {**os.environ, 'MLOPS_NB_HOME': str(tmp / 'ws')}
-    out = subprocess.run([str(Path(sys.executable).parent / 'mlops-nb'), 'demo', '--full'], env=env, cwd=tmp,
-                         capture_output=True, text=True, timeout=1100)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    m = re.search(r'executed notebook: (\S+\.ipynb)', out.stdout)
-    assert m, out.stdout[-2000:]
-    html = Path(m.group(1)).with_suffix('.html')
-    assert html.exists(), f"no HTML beside {m.group(1)}"
+    html = request.getfixturevalue('walkthrough').html
+    assert html.exists(), f"no HTML beside {html.with_suffix('.ipynb')}"
     return html
 
 
@@ -269,8 +261,6 @@ def test_the_executed_walkthrough_report_shows_values_not_reprs(walkthrough_html
 
 
 @pytest.mark.timeout(1500)
-@pytest.mark.xfail(strict=False, reason="issue 12 item 9, open: Optuna's ExperimentalWarning (tuning.py) and MLflow's "
-                   "'Registered model ... already exists' lines (models/registry.py) still reach the report; remove this mark when it lands")
 def test_the_executed_walkthrough_report_has_no_stderr_blocks(walkthrough_html, page):
     open_report(page, walkthrough_html)
     stderr = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')

@@ -1,5 +1,5 @@
 """FeatureRegistry with real processes: many writers on a fresh registry file, and the SQL sandbox of `run`."""
-import os, subprocess, sys, time
+import subprocess, sys, time
 from pathlib import Path
 
 import pandas as pd

@@ -1,5 +1,5 @@
 "Notebook jobs in real kernels: failures that must not hang, the CLI's exit codes, the templates and the scheduler"
-import json, os, subprocess, sys, time
+import os, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 import nbformat, pytest
@@ -139,11 +139,10 @@ def test_drift_and_abtest_templates_run_with_their_defaults_and_by_parameters(wo
     assert run_notebook('abtest_report').records['winner'] == 'treatment'
 
 
-@pytest.mark.timeout(1200)   # the walk-through's own limit is 900 s; the suite's 300 s default is for ordinary tests
-def test_end_to_end_walkthrough_runs_as_a_job(tmp_path):
+@pytest.mark.timeout(1800)   # the walk-through is run once for the session (conftest.walkthrough)
+def test_end_to_end_walkthrough_runs_as_a_job(walkthrough):
     "`mlops-nb demo --full`: the tutorial from raw data to an A/B report, in a fresh workspace"
-    out = _cli('demo', '--full', home=tmp_path / 'ws', cwd=tmp_path, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out, tmp_path = walkthrough, walkthrough.folder
     assert 'roc_auc:' in out.stdout and 'ab_winner: v2' in out.stdout and "drifted_columns: ['amount'" in out.stdout
     assert 'lineage_training_set_hash:' in out.stdout
     lin = _cli('lineage', 'fraud-detector', 'v2', home=tmp_path / 'ws', cwd=tmp_path)

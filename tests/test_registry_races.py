@@ -1,5 +1,5 @@
 "Check-then-act races in the registry and the canary, with real processes on one MLflow store (SQLite; PostgreSQL too)"
-import multiprocessing as mp, os, traceback
+import multiprocessing as mp, traceback
 import pytest
 
 ROUNDS = 4

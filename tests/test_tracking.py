@@ -1,7 +1,7 @@
 "ExperimentTracker against real stores: the workspace's SQLite file, a real `mlflow server`, and PostgreSQL"
 import json, os, subprocess, sys, textwrap, time, urllib.request
 from pathlib import Path
-import numpy as np, pytest
+import pytest
 from conftest import free_port, stop_process, wait_http
 
 from sklearn.datasets import load_breast_cancer
@@ -103,7 +103,7 @@ def test_failed_block_is_failed_and_reraised(workspace):
 
 def test_buffered_metrics_are_written_when_the_process_exits(workspace, tmp_path):
     "A script that logs and exits without ending its run loses nothing"
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         from mlops_nb.tracking import ExperimentTracker
         t = ExperimentTracker(experiment_name='exit')
         r = t.start_run('no end_run')

@@ -53,12 +53,11 @@ def test_two_processes_share_one_study_on_postgresql(postgres_db, second_db, tmp
 
 
 def test_interrupt_keeps_finished_trials_and_resume_continues(workspace):
-    import optuna
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
     from sklearn.linear_model import LogisticRegression
     from optuna.distributions import FloatDistribution
-    from mlops_nb.tuning import HyperparameterOptimizer, suggest
+    from mlops_nb.tuning import HyperparameterOptimizer
     X, y = load_breast_cancer(return_X_y=True)
     X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.3, random_state=0)
     split = (X_tr, y_tr, X_va, y_va)

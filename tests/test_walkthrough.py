@@ -2,7 +2,7 @@
 model that catches fraud (recall, precision and PR AUC well above what guessing gives), an A/B test and a canary that
 follow from the models' own predictions, and an executed report with no library chatter in it; and the training
 report template, whose chart must be an image in its HTML."""
-import ast, os, re, subprocess, sys
+import ast, re, sys
 from pathlib import Path
 import nbformat, pytest
 
@@ -26,11 +26,8 @@ def _stderr_outputs(nb) -> list:
 
 
 @pytest.mark.timeout(1800)
-def test_the_walkthrough_model_catches_fraud_and_its_report_is_clean(tmp_path):
-    env = {**os.environ, 'MLOPS_NB_HOME': str(tmp_path / 'ws')}
-    out = subprocess.run([str(BIN / 'mlops-nb'), 'demo', '--full'], env=env, capture_output=True, text=True, timeout=1500,
-                         cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_the_walkthrough_model_catches_fraud_and_its_report_is_clean(walkthrough):
+    out = walkthrough
     r = _records(out.stdout)
     base = r['fraud_base_rate']
     assert 0.02 < base < 0.04, r
@@ -44,7 +41,7 @@ def test_the_walkthrough_model_catches_fraud_and_its_report_is_clean(tmp_path):
     assert len(r['served_by_version']) == 2, r      # the canary split: both versions answered
     assert r['drifted_columns'][0] == 'amount', r
     # the executed report: no stderr blocks (Optuna's trial lines, MLflow's notes), no text where a figure should be
-    executed = Path(re.search(r'executed notebook: (\S+\.ipynb)', out.stdout)[1])
+    executed = walkthrough.notebook
     nb = nbformat.read(executed, as_version=4)
     assert _stderr_outputs(nb) == []
     html = executed.with_suffix('.html').read_text()
