@@ -1,7 +1,8 @@
 """The running model server fuzzed through its own OpenAPI document (schemathesis): no 5xx, answers as documented.
 
 A real uvicorn server on a free loopback port serves a small model (iris, 4 named features); schemathesis reads
-`/openapi.json` from it and sends, per operation, bounded examples of valid requests (which must be answered 2xx) and
+`/openapi.json` from it and sends, per operation (`/invocations`, MLflow's scoring protocol, included), bounded
+examples of valid requests (which must be answered 2xx) and
 of invalid ones (which must get a documented 4xx), with its default checks (`not_a_server_error`, status codes,
 content types and bodies conforming to the document, positive data accepted, negative data rejected). The strategies
 are driven from a plain test (schemathesis' lazy `from_fixture` loader does not run under pytest 9 here)."""
@@ -41,7 +42,7 @@ def test_the_server_survives_its_own_openapi_document(api_url):
     from schemathesis import GenerationMode
     schema = schemathesis.openapi.from_url(api_url + '/openapi.json')
     ops = [r.ok() for r in schema.get_all_operations()]
-    assert {o.label for o in ops} >= {'POST /predict', 'POST /predict/batch', 'GET /model/info', 'GET /health', 'GET /ready', 'GET /metrics'}
+    assert {o.label for o in ops} >= {'POST /predict', 'POST /predict/batch', 'POST /invocations', 'GET /model/info', 'GET /health', 'GET /ready', 'GET /metrics'}
     failures = {}
     for op in ops:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -53,7 +54,7 @@ def test_the_server_survives_its_own_openapi_document(api_url):
             except Exception as e: failures[f'{op.label} ({mode.value})'] = f'{type(e).__name__}: {str(e)[:1500]}'
     assert not failures, '\n\n'.join(f'{k}: {v}' for k, v in failures.items())
     answered = _samples(api_url, 'ml_http_requests_total')          # the examples did reach the model's endpoints
-    for ep in ('/predict', '/predict/batch'):
+    for ep in ('/predict', '/predict/batch', '/invocations'):
         assert sum(v for k, v in answered.items() if dict(k)['endpoint'] == ep and dict(k)['status'] == '200') >= 10, answered
         assert sum(v for k, v in answered.items() if dict(k)['endpoint'] == ep and dict(k)['status'].startswith('4')) >= 10, answered
     assert not any(dict(k)['status'].startswith('5') for k in answered), answered
