@@ -97,7 +97,7 @@ class ABTest:
         self._listeners = []
 
     def __repr__(self):
-        return f"ABTest({self.name!r}, variants={self.variants}, metrics={self.metrics}, n={self.exposures})"
+        return f"ABTest({self.name!r}, variants={self.variants}, metrics={self.metrics}, n={dict(self._exposures)})"
 
 # %% ../nbs/41_abtest.ipynb #4b17a4c9
 def _check_split(variants, split)->dict:
@@ -342,6 +342,33 @@ def analyze(self:ABTest, metrics:list|None=None)->Analysis:
                                                         'significant')} if sub else {}
     return res
 
+# %% ../nbs/41_abtest.ipynb #2cfae3cf
+def _interval_head(df)->str:
+    "The header of the interval column: which estimate, at which level"
+    if df.empty: return '[95% CI]'
+    rel, seq = df['scale'].iloc[0] == 'relative', df['seq_p_value'].notna().any() and (df['ci_low'] == df['seq_ci_low']).all()
+    lv = sorted(set(round(x*100, 2) for x in df['ci_level'] if x == x))
+    level = f'{lv[0]:g}%' if len(lv) == 1 else 'corrected'
+    return f"{'lift' if rel else 'diff'} [{level} {'always-valid ' if seq else ''}CI]"
+
+def _analysis_html(res:Analysis)->str:
+    df = res.to_frame()
+    warn = ('<p style="color:#b00020;font-weight:bold">⚠ Sample ratio mismatch (p = %.2g): the units per variant do not '
+            'match the traffic split, so these results are not trustworthy.</p>' % res.srm['p_value']) if res.srm['srm'] else ''
+    rel = df.empty or df['scale'].iloc[0] == 'relative'
+    rows = [(r['metric'], r['variant'], r['n'], _fmt(r['mean']), _fmt(r['control_mean']), _fmt(r['diff']), _fmt(r['lift'], True),
+             f"{_fmt(r['estimate'], rel)} [{_fmt(r['ci_low'], rel)}, {_fmt(r['ci_high'], rel)}]",
+             _fmt(r['p_value_adj']), '✔' if r['significant'] else '', r['note']) for _,r in df.iterrows()]
+    head = ('metric', 'variant', 'n', 'mean', 'control mean', 'diff', 'lift', _interval_head(df), 'adj. p', 'significant', 'note')
+    foot = ('' if len(df) < 2 else
+            f'<p><small>Significant means the adjusted p-value is below alpha; each interval is at the level that agrees with '
+            f'it ({len(df)} comparisons).</small></p>')
+    return f'<b>A/B test {html.escape(res["_name"])}</b>{warn}' + _html_table(rows, head) + foot
+
+@patch
+def _repr_mimebundle_(self:ABTest, include=None, exclude=None):
+    return {'text/plain': repr(self), 'text/html': _analysis_html(self.analyze())}
+
 # %% ../nbs/41_abtest.ipynb #a1c524cf
 class Decision(str):
     "A winner's name (empty when there is none) with the reason"
@@ -407,30 +434,3 @@ def load(cls:ABTest, name_or_path:str|Path)->ABTest:
         t._data[(v, m)].extend(g.value.to_numpy(), g.covariate.to_numpy())
     t._exposures = {v: int(exp.get(v, 0)) for v in t.variants}
     return t
-
-# %% ../nbs/41_abtest.ipynb #2cfae3cf
-def _interval_head(df)->str:
-    "The header of the interval column: which estimate, at which level"
-    if df.empty: return '[95% CI]'
-    rel, seq = df['scale'].iloc[0] == 'relative', df['seq_p_value'].notna().any() and (df['ci_low'] == df['seq_ci_low']).all()
-    lv = sorted(set(round(x*100, 2) for x in df['ci_level'] if x == x))
-    level = f'{lv[0]:g}%' if len(lv) == 1 else 'corrected'
-    return f"{'lift' if rel else 'diff'} [{level} {'always-valid ' if seq else ''}CI]"
-
-def _analysis_html(res:Analysis)->str:
-    df = res.to_frame()
-    warn = ('<p style="color:#b00020;font-weight:bold">⚠ Sample ratio mismatch (p = %.2g): the units per variant do not '
-            'match the traffic split, so these results are not trustworthy.</p>' % res.srm['p_value']) if res.srm['srm'] else ''
-    rel = df.empty or df['scale'].iloc[0] == 'relative'
-    rows = [(r['metric'], r['variant'], r['n'], _fmt(r['mean']), _fmt(r['control_mean']), _fmt(r['diff']), _fmt(r['lift'], True),
-             f"{_fmt(r['estimate'], rel)} [{_fmt(r['ci_low'], rel)}, {_fmt(r['ci_high'], rel)}]",
-             _fmt(r['p_value_adj']), '✔' if r['significant'] else '', r['note']) for _,r in df.iterrows()]
-    head = ('metric', 'variant', 'n', 'mean', 'control mean', 'diff', 'lift', _interval_head(df), 'adj. p', 'significant', 'note')
-    foot = ('' if len(df) < 2 else
-            f'<p><small>Significant means the adjusted p-value is below alpha; each interval is at the level that agrees with '
-            f'it ({len(df)} comparisons).</small></p>')
-    return f'<b>A/B test {html.escape(res["_name"])}</b>{warn}' + _html_table(rows, head) + foot
-
-@patch
-def _repr_mimebundle_(self:ABTest, include=None, exclude=None):
-    return {'text/plain': repr(self), 'text/html': _analysis_html(self.analyze())}
