@@ -112,6 +112,10 @@ def preprocess(nb: dict) -> dict:
     cells, module = [], None
     for c in nb['cells']:
         if c['cell_type'] != 'code':
+            if c['cell_type'] == 'markdown':   # a markdown cell can carry `#| export` (it goes into the module docstring)
+                dirs, src = split_directives(''.join(c['source']))
+                if 'hide' in dirs: continue
+                c['source'] = src
             cells.append(c)
             continue
         dirs, src = split_directives(''.join(c['source']))
