@@ -13,6 +13,7 @@ Modules:
 - `mlops_nb.cli`: The `mlops-nb` command: the demo, the settings, the runs and the MLflow UI on the workspace
 - `mlops_nb.config`: One workspace folder with embedded backends, switched to real servers by URL
 - `mlops_nb.datasets`: A deterministic, realistic synthetic transactions data set with fraud labels and switchable drift
+- `mlops_nb.display`: Small HTML and number-formatting helpers shared by every rich display in `mlops_nb`
 - `mlops_nb.features.offline`: The offline feature store: feature groups as Parquet in the workspace, atomic appends, point-in-time correct training sets
 - `mlops_nb.features.online`: The online feature store: Redis (or SQLite, the embedded default), typed values, one round trip per batch, materialisation
 - `mlops_nb.features.pipeline`: Config-driven, fitted feature transforms whose statistics are plain, versioned data: the same transform at training and serving
@@ -28,7 +29,10 @@ Modules:
 - `mlops_nb.monitoring.metrics`: Prometheus metrics for models and drift, each monitor with a registry of its own; alert sinks with a cooldown
 - `mlops_nb.pipeline`: The CI/CD steps as commands: validate data, check drift, train, evaluate, gate, promote, smoke test — one config file
 - `mlops_nb.scaffold`: `mlops-nb init PATH`: a new MLOps project wired to mlops_nb — pipeline config, CI workflow, starter notebooks, deployment, tests
-- `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, fast buffered metrics, tracked training, runs as a DataFrame
+- `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, buffered metrics, tracked training, runs as a DataFrame
+- `mlops_nb.tracking_buffer`: Metric values that cost the caller microseconds: checked at once, written in batches by a background thread
+- `mlops_nb.tracking_eval`: What tracked training measures and draws: test-set metrics, the learning curve, feature importance
+- `mlops_nb.tracking_store`: Where tracked values go: opening an MLflow store, and the one adapter that writes metric batches into it
 - `mlops_nb.tuning`: Hyperparameter search on Optuna 5, one MLflow parent run per study and a child run per trial, resumable and distributed
 - `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision
 - `mlops_nb.widgets.features`: A feature explorer in the notebook: statistics and histogram of a feature, its definition versions, an entity's online values

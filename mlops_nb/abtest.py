@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib, html, json, math, re, threading
 from pathlib import Path
 import numpy as np
-from .config import get_settings, ensure_dir, _html_table
+from .config import get_settings, ensure_dir
+from .display import html_table, fmt_number
 from . import abtest_stats as S
 
 # %% auto #0
-__all__ = ['ABTest', 'bucket', 'Analysis', 'Decision']
+__all__ = ['ABTest', 'bucket', 'Analysis', 'interval_head', 'Decision']
 
 # %% ../nbs/41_abtest.ipynb #347a010b
 class _Column:
@@ -76,16 +77,20 @@ class ABTest:
         variants, metrics = list(variants), list(metrics)
         if len(variants) < 2 or len(set(variants)) != len(variants):
             raise ValueError(f"variants must be at least two distinct names, got {variants}")
-        if not metrics or len(set(metrics)) != len(metrics): raise ValueError(f"metrics must be distinct names, got {metrics}")
+        if not metrics or len(set(metrics)) != len(metrics):
+            raise ValueError(f"metrics must be distinct names, got {metrics}")
         split = _check_split(variants, traffic_split)
         control = variants[0] if control is None else control
         if control not in variants: raise ValueError(f"control {control!r} is not one of the variants {variants}")
         for m in [*guardrails, *lower_is_better, *(metric_types or {})]:
             if m not in metrics: raise ValueError(f"{m!r} is not one of the metrics {metrics}")
         for m,t in (metric_types or {}).items():
-            if t not in ('continuous', 'binary'): raise ValueError(f"metric type of {m!r} must be 'continuous' or 'binary', not {t!r}")
-        if correction not in ('holm', 'bh', 'none'): raise ValueError(f"correction must be 'holm', 'bh' or 'none', not {correction!r}")
-        if scale not in ('relative', 'absolute'): raise ValueError(f"scale must be 'relative' or 'absolute', not {scale!r}")
+            if t not in ('continuous', 'binary'):
+                raise ValueError(f"metric type of {m!r} must be 'continuous' or 'binary', not {t!r}")
+        if correction not in ('holm', 'bh', 'none'):
+            raise ValueError(f"correction must be 'holm', 'bh' or 'none', not {correction!r}")
+        if scale not in ('relative', 'absolute'):
+            raise ValueError(f"scale must be 'relative' or 'absolute', not {scale!r}")
         if not 0 < alpha < 1: raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
         self.name, self.variants, self.metrics, self.control = name, variants, metrics, control
         self.traffic_split, self.guardrails, self.lower_is_better = split, list(guardrails), list(lower_is_better)
@@ -110,7 +115,8 @@ def _check_split(variants, split)->dict:
     else:
         w = [float(x) for x in split]
         if len(w) != len(variants): raise ValueError(f"traffic_split has {len(w)} shares for {len(variants)} variants")
-    if any(x < 0 or not math.isfinite(x) for x in w): raise ValueError(f"traffic shares must be finite and >= 0, got {w}")
+    if any(x < 0 or not math.isfinite(x) for x in w):
+        raise ValueError(f"traffic shares must be finite and >= 0, got {w}")
     if abs(sum(w) - 1) > 1e-6: raise ValueError(f"traffic_split must sum to 1, got {sum(w):.6g} ({w})")
     return dict(zip(variants, w))
 
@@ -119,7 +125,10 @@ import pandas as pd
 
 def _key(name:str)->str: return hashlib.md5(name.encode()).hexdigest()[:16]
 
-def bucket(ids, salt:str)->np.ndarray:
+def bucket(
+    ids, # Unit ids: ints or strings
+    salt:str, # The experiment's salt, so two tests split units independently
+)->np.ndarray: # A uniform number in [0, 1) per id
     "Uniform numbers in [0, 1), one per id, from a keyed hash of the id's text"
     a = np.asarray(ids)
     if a.dtype.kind != 'O': a = a.astype(str).astype(object)
@@ -130,18 +139,23 @@ def bucket(ids, salt:str)->np.ndarray:
 from fastcore.basics import patch
 
 @patch
-def assign_variants(self:ABTest, user_ids)->np.ndarray:
+def assign_variants(self:ABTest,
+    user_ids, # Unit ids (ints or strings), an array or a list
+)->np.ndarray: # The variant of each, sticky
     "The variant of each user id, vectorised"
     cum = np.cumsum(list(self.traffic_split.values())); cum[-1] = 1.0
     idx = np.searchsorted(cum, bucket(user_ids, self.name), side='right')
     return np.asarray(self.variants, dtype=object)[np.minimum(idx, len(self.variants) - 1)]
 
+# %% ../nbs/41_abtest.ipynb #d37b8898
 @patch
-def assign_variant(self:ABTest, user_id)->str:
+def assign_variant(self:ABTest,
+    user_id, # A unit id
+)->str:
     "The variant of one user: the same every time"
     return str(self.assign_variants([user_id])[0])
 
-# %% ../nbs/41_abtest.ipynb #a03844e2
+# %% ../nbs/41_abtest.ipynb #387f5c7d
 @patch
 def _check(self:ABTest, variant, metric=None):
     if variant not in self.variants: raise ValueError(f"Unknown variant {variant!r}; the variants are {self.variants}")
@@ -151,7 +165,8 @@ def _check(self:ABTest, variant, metric=None):
 def _finite(values, what:str)->np.ndarray:
     "`values` as a float array, or a ValueError saying how many are not finite numbers and what to do"
     try: a = np.asarray(values, dtype=float).ravel()
-    except (TypeError, ValueError) as e: raise ValueError(f"{what} must be numbers: {e}; nothing was recorded") from None
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be numbers: {e}; nothing was recorded") from None
     bad = ~np.isfinite(a)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -160,30 +175,33 @@ def _finite(values, what:str)->np.ndarray:
                          "or record the value a missing one stands for (often 0)")
     return a
 
+# %% ../nbs/41_abtest.ipynb #48a0d0fb
+@patch
+def on_change(self:ABTest,
+    callback, # Called as `callback(test)` after values are recorded
+    remove:bool=False, # Unregister `callback` instead
+):
+    "Call `callback(self)` after every call that records values (once per `record_frame`)"
+    if remove:
+        if callback in self._listeners: self._listeners.remove(callback)
+    elif callback not in self._listeners: self._listeners.append(callback)
+
+# %% ../nbs/41_abtest.ipynb #73718e29
 @patch
 def _changed(self:ABTest):
     for f in list(self._listeners): f(self)
 
-@patch
-def record_metric(self:ABTest, variant:str, metric:str, value:float, covariate:float|None=None):
-    "Record one value of `metric` for a unit in `variant` (the seed's call)"
-    col = self._data.get((variant, metric))
-    if col is None or covariate is not None:
-        return self.record_many(variant, metric, [value], None if covariate is None else [covariate])
-    try: v = float(value)
-    except (TypeError, ValueError): raise ValueError(f"the value of {metric!r} for {variant!r} must be a number, not {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"the value of {metric!r} for {variant!r} is {v}: record finite numbers only (leave out a unit "
-                         "without a value, or record what a missing value stands for, often 0); nothing was recorded")
-    with self._lock:
-        col.pending.append(v)       # folded into the arrays (and moments) in bulk, before any read
-        if len(col.pending) >= 65_536: col._flush()
-        if metric == self.metrics[0]: self._exposures[variant] += 1
-    if self._listeners: self._changed()
+# %% ../nbs/41_abtest.ipynb #abb887dc
+@patch(as_prop=True)
+def exposures(self:ABTest)->dict:
+    "Units recorded per variant (values of the primary metric)"
+    return dict(self._exposures)
 
+# %% ../nbs/41_abtest.ipynb #acfa73bc
 @patch
 def record_many(self:ABTest,
-    variant:str, metric:str,
+    variant:str, # The units' variant
+    metric:str, # One of the test's metrics
     values, # One value per unit
     covariates=None, # Pre-experiment values of the same units, for CUPED
 ):
@@ -198,6 +216,31 @@ def record_many(self:ABTest,
         if metric == self.metrics[0]: self._exposures[variant] += vals.size
     self._changed()
 
+# %% ../nbs/41_abtest.ipynb #a5c2892c
+@patch
+def record_metric(self:ABTest,
+    variant:str, # The unit's variant
+    metric:str, # One of the test's metrics
+    value:float, # The value for one unit
+    covariate:float|None=None, # Its pre-experiment value, for CUPED
+):
+    "Record one value of `metric` for a unit in `variant` (the seed's call)"
+    col = self._data.get((variant, metric))
+    if col is None or covariate is not None:
+        return self.record_many(variant, metric, [value], None if covariate is None else [covariate])
+    try: v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the value of {metric!r} for {variant!r} must be a number, not {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"the value of {metric!r} for {variant!r} is {v}: record finite numbers only (leave out a unit "
+                         "without a value, or record what a missing value stands for, often 0); nothing was recorded")
+    with self._lock:
+        col.pending.append(v)       # folded into the arrays (and moments) in bulk, before any read
+        if len(col.pending) >= 65_536: col._flush()
+        if metric == self.metrics[0]: self._exposures[variant] += 1
+    if self._listeners: self._changed()
+
+# %% ../nbs/41_abtest.ipynb #7326be97
 @patch
 def record_frame(self:ABTest,
     df, # One row per unit
@@ -208,11 +251,13 @@ def record_frame(self:ABTest,
     covariates = covariates or {}
     if variant_col not in df.columns: raise ValueError(f"df has no column {variant_col!r}")
     bad = set(df[variant_col].unique()) - set(self.variants)
-    if bad: raise ValueError(f"Unknown variant(s) {sorted(map(str, bad))} in {variant_col!r}; the variants are {self.variants}")
+    if bad:
+        raise ValueError(f"Unknown variant(s) {sorted(map(str, bad))} in {variant_col!r}; the variants are {self.variants}")
     cols = [m for m in self.metrics if m in df.columns]
     if not cols: raise ValueError(f"df has none of the metrics {self.metrics}")
     for m, c in covariates.items():
-        if m not in cols or c not in df.columns: raise ValueError(f"covariates: {m!r} -> {c!r} needs both columns in df")
+        if m not in cols or c not in df.columns:
+            raise ValueError(f"covariates: {m!r} -> {c!r} needs both columns in df")
     checked = {m: _finite(df[m], f"column {m!r}") for m in cols}          # everything is checked before anything is recorded
     checked.update({('cov', m): _finite(df[c], f"covariate column {c!r}") for m, c in covariates.items()})
     arms = df[variant_col].to_numpy()
@@ -221,14 +266,10 @@ def record_frame(self:ABTest,
         for v in self.variants:
             sel = arms == v
             if not sel.any(): continue
-            for m in cols: self.record_many(v, m, checked[m][sel], checked[('cov', m)][sel] if m in covariates else None)
+            for m in cols:
+                self.record_many(v, m, checked[m][sel], checked[('cov', m)][sel] if m in covariates else None)
     finally: self._listeners = listeners
     self._changed()
-
-@patch(as_prop=True)
-def exposures(self:ABTest)->dict:
-    "Units recorded per variant (values of the primary metric)"
-    return dict(self._exposures)
 
 # %% ../nbs/41_abtest.ipynb #91fd937a
 @patch
@@ -251,7 +292,8 @@ def _compare(self:ABTest, metric, treatment, kind):
         (sc, st), removed = S.cuped_from_moments([cc.pairs, tc.pairs])
         row['cuped_variance_removed'] = removed
     # the difference's standard error: unpooled for proportions too, so that its p-value and its interval agree
-    test = S.prop_ztest(sc[0], sc[1], st[0], st[1], self.alpha) if kind == 'binary' and not math.isfinite(row['cuped_variance_removed']) \
+    test = S.prop_ztest(sc[0], sc[1], st[0], st[1],
+                        self.alpha) if kind == 'binary' and not math.isfinite(row['cuped_variance_removed']) \
            else S.welch(*sc, *st, alpha=self.alpha)
     row.update(diff=test['diff'], se=test['se'], df=test['df'])
     row.update(S.relative_lift(*sc, *st, alpha=self.alpha, df=test['df']))
@@ -265,28 +307,20 @@ def _compare(self:ABTest, metric, treatment, kind):
             row.update(se=math.nan, lift_se=math.nan, chance_to_win=math.nan, expected_loss=math.nan)
         row['note'] = '; '.join(x for x in (note, row['note']) if x)
     if self.scale == 'relative' and row['lift_se'] == 0 and row['se'] > 0:
-        row['note'] = '; '.join(x for x in (row['note'], f"the relative lift is degenerate: {treatment!r} has mean 0, so its "
+        row['note'] = '; '.join(x for x in (row['note'],
+                                            f"the relative lift is degenerate: {treatment!r} has mean 0, so its "
                                             "delta-method standard error is 0; use scale='absolute'") if x)
         row['lift_se'] = math.nan
     est, se = (row['lift'], row['lift_se']) if self.scale == 'relative' else (row['diff'], row['se'])
     row['estimate'], row['estimate_se'] = est, se
     row['t_statistic'] = est/se if se > 0 else math.nan
     row['p_value'] = S.estimate_test(est, se, test['df'], self.alpha)['p_value']
-    row.update(S.sequential_interval(est, se, sc[0] + st[0], self.alpha, self.sequential_tuning) if math.isfinite(row['p_value'])
+    row.update(S.sequential_interval(est, se, sc[0] + st[0], self.alpha,
+                                     self.sequential_tuning) if math.isfinite(row['p_value'])
                else dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan))
     return row
 
 # %% ../nbs/41_abtest.ipynb #714cc698
-def _fmt(x, pct=False):
-    "A number for a table: 4 significant digits, or a signed percentage; '–' for a missing one"
-    if x is None: return '–'
-    if isinstance(x, (bool, np.bool_)): return str(bool(x))
-    if isinstance(x, (int, np.integer)): return f'{x:+.2%}' if pct else str(int(x))
-    try: x = float(x)
-    except (TypeError, ValueError): return str(x)
-    if not math.isfinite(x): return '–'
-    return f'{x:+.2%}' if pct else f'{x:.4g}'
-
 class Analysis(dict):
     "The analysis of an `ABTest`: a nested dict like the seed's, with `.to_frame()`, `.srm` and a table display"
     def to_frame(self)->pd.DataFrame:
@@ -295,20 +329,25 @@ class Analysis(dict):
     @property
     def srm(self)->dict: return self['_srm']
     def __repr__(self):
-        cols = ['metric', 'variant', 'n', 'mean', 'control_mean', 'lift', 'ci_low', 'ci_high', 'p_value_adj', 'significant']
+        cols = ['metric', 'variant', 'n', 'mean', 'control_mean', 'lift', 'ci_low', 'ci_high', 'p_value_adj',
+                'significant']
         srm = '  SAMPLE RATIO MISMATCH: results are not trustworthy\n' if self.srm['srm'] else ''
         return f"Analysis of {self['_name']!r}\n{srm}" + self.to_frame()[cols].to_string(index=False)
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {'text/plain': repr(self), 'text/html': _analysis_html(self)}
 
 _FRAME_COLS = ['metric', 'variant', 'type', 'n', 'mean', 'std', 'control_n', 'control_mean', 'control_std', 'diff',
-               'diff_ci_low', 'diff_ci_high', 'lift', 'lift_ci_low', 'lift_ci_high', 'scale', 'estimate', 'ci_low', 'ci_high',
-               'ci_level', 't_statistic', 'p_value', 'p_value_adj', 'significant', 'seq_p_value', 'seq_ci_low', 'seq_ci_high',
+               'diff_ci_low', 'diff_ci_high', 'lift', 'lift_ci_low', 'lift_ci_high', 'scale', 'estimate', 'ci_low',
+               'ci_high',
+               'ci_level', 't_statistic', 'p_value', 'p_value_adj', 'significant', 'seq_p_value', 'seq_ci_low',
+               'seq_ci_high',
                'chance_to_win', 'expected_loss', 'cuped_variance_removed', 'note']
 
 # %% ../nbs/41_abtest.ipynb #8c64887e
 @patch
-def analyze(self:ABTest, metrics:list|None=None)->Analysis:
+def analyze(self:ABTest,
+    metrics:list|None=None, # The metrics to analyse; all of them by default
+)->Analysis:
     "Compare every treatment with the control on each metric; see `Analysis`"
     metrics = list(metrics or self.metrics)
     for m in metrics: self._check(self.control, m)
@@ -326,9 +365,11 @@ def analyze(self:ABTest, metrics:list|None=None)->Analysis:
         lf = S.estimate_test(r.get('lift', math.nan), r.get('lift_se', math.nan), df, a)
         r['diff_ci_low'], r['diff_ci_high'], r['lift_ci_low'], r['lift_ci_high'] = d['ci_low'], d['ci_high'], lf['ci_low'], lf['ci_high']
         if self.sequential and math.isfinite(p0):
-            r.update(S.sequential_interval(r['estimate'], r['estimate_se'], r['n'] + r['control_n'], a, self.sequential_tuning))
+            r.update(S.sequential_interval(r['estimate'], r['estimate_se'], r['n'] + r['control_n'], a,
+                                           self.sequential_tuning))
             r['seq_p_value'] = p0
-        shown = ('seq_ci_low', 'seq_ci_high') if self.sequential else (('lift_ci_low', 'lift_ci_high') if self.scale == 'relative'
+        shown = ('seq_ci_low',
+                 'seq_ci_high') if self.sequential else (('lift_ci_low', 'lift_ci_high') if self.scale == 'relative'
                                                                        else ('diff_ci_low', 'diff_ci_high'))
         r['ci_low'], r['ci_high'] = r.get(shown[0], math.nan), r.get(shown[1], math.nan)
     rows = [{c: r.get(c, math.nan) for c in _FRAME_COLS} for r in rows]
@@ -338,33 +379,39 @@ def analyze(self:ABTest, metrics:list|None=None)->Analysis:
                   for v, (n, mu, var) in arms[m].items()}
         sub = [r for r in rows if r['metric'] == m]
         res[m]['comparisons'] = {r['variant']: {k: x for k,x in r.items() if k != 'metric'} for r in sub}
-        res[m]['comparison'] = {k: sub[0][k] for k in ('variant', 'diff', 'lift', 't_statistic', 'p_value', 'p_value_adj',
+        res[m]['comparison'] = {k: sub[0][k] for k in ('variant', 'diff', 'lift', 't_statistic', 'p_value',
+                                                       'p_value_adj',
                                                         'significant')} if sub else {}
     return res
 
 # %% ../nbs/41_abtest.ipynb #2cfae3cf
-def _interval_head(df)->str:
-    "The header of the interval column: which estimate, at which level"
+def interval_head(df:pd.DataFrame, # `Analysis.to_frame()`, or the rows of it for one metric
+                 )->str: # e.g. `'lift [95% CI]'`, `'diff [corrected always-valid CI]'`
+    "The header of the interval column of an analysis table: which estimate, at which level"
     if df.empty: return '[95% CI]'
     rel, seq = df['scale'].iloc[0] == 'relative', df['seq_p_value'].notna().any() and (df['ci_low'] == df['seq_ci_low']).all()
     lv = sorted(set(round(x*100, 2) for x in df['ci_level'] if x == x))
     level = f'{lv[0]:g}%' if len(lv) == 1 else 'corrected'
     return f"{'lift' if rel else 'diff'} [{level} {'always-valid ' if seq else ''}CI]"
 
+# %% ../nbs/41_abtest.ipynb #571b3852
 def _analysis_html(res:Analysis)->str:
     df = res.to_frame()
     warn = ('<p style="color:#b00020;font-weight:bold">⚠ Sample ratio mismatch (p = %.2g): the units per variant do not '
             'match the traffic split, so these results are not trustworthy.</p>' % res.srm['p_value']) if res.srm['srm'] else ''
     rel = df.empty or df['scale'].iloc[0] == 'relative'
-    rows = [(r['metric'], r['variant'], r['n'], _fmt(r['mean']), _fmt(r['control_mean']), _fmt(r['diff']), _fmt(r['lift'], True),
-             f"{_fmt(r['estimate'], rel)} [{_fmt(r['ci_low'], rel)}, {_fmt(r['ci_high'], rel)}]",
-             _fmt(r['p_value_adj']), '✔' if r['significant'] else '', r['note']) for _,r in df.iterrows()]
-    head = ('metric', 'variant', 'n', 'mean', 'control mean', 'diff', 'lift', _interval_head(df), 'adj. p', 'significant', 'note')
+    rows = [(r['metric'], r['variant'], r['n'], fmt_number(r['mean']), fmt_number(r['control_mean']),
+             fmt_number(r['diff']), fmt_number(r['lift'], True),
+             f"{fmt_number(r['estimate'], rel)} [{fmt_number(r['ci_low'], rel)}, {fmt_number(r['ci_high'], rel)}]",
+             fmt_number(r['p_value_adj']), '✔' if r['significant'] else '', r['note']) for _,r in df.iterrows()]
+    head = ('metric', 'variant', 'n', 'mean', 'control mean', 'diff', 'lift', interval_head(df), 'adj. p',
+            'significant', 'note')
     foot = ('' if len(df) < 2 else
             f'<p><small>Significant means the adjusted p-value is below alpha; each interval is at the level that agrees with '
             f'it ({len(df)} comparisons).</small></p>')
-    return f'<b>A/B test {html.escape(res["_name"])}</b>{warn}' + _html_table(rows, head) + foot
+    return f'<b>A/B test {html.escape(res["_name"])}</b>{warn}' + html_table(rows, head) + foot
 
+# %% ../nbs/41_abtest.ipynb #99daa870
 @patch
 def _repr_mimebundle_(self:ABTest, include=None, exclude=None):
     return {'text/plain': repr(self), 'text/html': _analysis_html(self.analyze())}
@@ -399,33 +446,43 @@ def get_winner(self:ABTest)->Decision:
                                   f"(lift {r.lift:+.2%}, adjusted p={r.p_value_adj:.3g})")
     pct = self.scale == 'relative'
     what = 'lift' if pct else 'difference'
-    return Decision(best.variant, f"{best.variant!r} improves {primary!r} by {_fmt(best['lift'], True)} (difference "
-                                  f"{_fmt(best['diff'])}; {what} {best.ci_level*100:.4g}% {'always-valid ' if self.sequential else ''}CI "
-                                  f"{_fmt(best.ci_low, pct)} to {_fmt(best.ci_high, pct)}, adjusted p={best.p_value_adj:.3g}); "
+    return Decision(best.variant,
+                    f"{best.variant!r} improves {primary!r} by {fmt_number(best['lift'], True)} (difference "
+                                  f"{fmt_number(best['diff'])}; {what} {best.ci_level*100:.4g}% "
+                                  f"{'always-valid ' if self.sequential else ''}CI "
+                                  f"{fmt_number(best.ci_low, pct)} to {fmt_number(best.ci_high, pct)}, adjusted "
+                                  f"p={best.p_value_adj:.3g}); "
                                   f"no sample ratio mismatch, no guardrail got worse")
 
 # %% ../nbs/41_abtest.ipynb #163fab11
 @patch
-def save(self:ABTest, path:str|Path|None=None)->Path:
+def save(self:ABTest,
+    path:str|Path|None=None, # A JSON file; in the workspace by default
+)->Path: # The file written
     "Save the definition and all recorded values; returns the folder"
     d = ensure_dir(Path(path) if path else Path(get_settings().home)/'abtests'/re.sub(r'[^\w.-]+', '_', self.name))
     cfg = dict(name=self.name, variants=self.variants, traffic_split=self.traffic_split, metrics=self.metrics,
                control=self.control, guardrails=self.guardrails, metric_types=self.metric_types,
                lower_is_better=self.lower_is_better, alpha=self.alpha, correction=self.correction,
-               sequential=self.sequential, sequential_tuning=self.sequential_tuning, scale=self.scale, exposures=self._exposures)
+               sequential=self.sequential, sequential_tuning=self.sequential_tuning, scale=self.scale,
+               exposures=self._exposures)
     parts = [pd.DataFrame({'variant': v, 'metric': m, 'value': c.values, 'covariate': c.covariates})
              for (v, m), c in self._data.items() if c.n]
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['variant', 'metric', 'value', 'covariate'])
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['variant', 'metric', 'value',
+                                                                                   'covariate'])
     tmp = d/'values.parquet.tmp'; data.to_parquet(tmp, index=False); tmp.replace(d/'values.parquet')
     (d/'experiment.json').write_text(json.dumps(cfg, indent=1))
     return d
 
+# %% ../nbs/41_abtest.ipynb #4d4ff60e
 @patch(cls_method=True)
 def load(cls:ABTest, name_or_path:str|Path)->ABTest:
     "Load a saved experiment by name (from the workspace) or folder"
     d = Path(name_or_path)
-    if not (d/'experiment.json').exists(): d = Path(get_settings().home)/'abtests'/re.sub(r'[^\w.-]+', '_', str(name_or_path))
-    if not (d/'experiment.json').exists(): raise FileNotFoundError(f"No saved experiment {str(name_or_path)!r} (looked in {d})")
+    if not (d/'experiment.json').exists():
+        d = Path(get_settings().home)/'abtests'/re.sub(r'[^\w.-]+', '_', str(name_or_path))
+    if not (d/'experiment.json').exists():
+        raise FileNotFoundError(f"No saved experiment {str(name_or_path)!r} (looked in {d})")
     cfg = json.loads((d/'experiment.json').read_text())
     exp = cfg.pop('exposures')
     t = cls(cfg.pop('name'), cfg.pop('variants'), cfg.pop('traffic_split'), cfg.pop('metrics'), **cfg)

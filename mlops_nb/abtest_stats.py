@@ -21,7 +21,9 @@ __all__ = ['SRM_THRESHOLD', 'moments', 'merge_moments', 'summarize', 'from_momen
            'adjust_pvalues', 'sequential_interval', 'chance_to_win', 'sample_size', 'minimum_detectable_effect']
 
 # %% ../nbs/40_abtest_stats.ipynb #74ebcfab
-def moments(values)->np.ndarray:
+def moments(
+    values, # Numbers; NaN and infinities are left out
+)->np.ndarray:
     "`[n, mean, M2]` of the finite values"
     v = np.asarray(values, dtype=float).ravel()
     v = v[np.isfinite(v)]
@@ -29,7 +31,11 @@ def moments(values)->np.ndarray:
     m = v.mean()
     return np.array([v.size, m, ((v - m)**2).sum()])
 
-def merge_moments(a:np.ndarray, b:np.ndarray)->np.ndarray:
+# %% ../nbs/40_abtest_stats.ipynb #fed7bdd8
+def merge_moments(
+    a:np.ndarray, # Moments of one batch
+    b:np.ndarray, # Moments of another
+)->np.ndarray:
     "Moments of the union of two batches"
     na, nb = a[0], b[0]
     if nb == 0: return a.copy()
@@ -37,18 +43,26 @@ def merge_moments(a:np.ndarray, b:np.ndarray)->np.ndarray:
     n = na + nb; d = b[1] - a[1]
     return np.array([n, a[1] + d*nb/n, a[2] + b[2] + d*d*na*nb/n])
 
-def summarize(values)->tuple:
+# %% ../nbs/40_abtest_stats.ipynb #f316c085
+def summarize(
+    values, # Numbers; NaN and infinities are left out
+)->tuple:
     "`(n, mean, variance)` of the finite values (NaN dropped), variance with `ddof=1` (0 for fewer than 2 values)"
     return from_moments(moments(values))
 
-def from_moments(m:np.ndarray)->tuple:
+def from_moments(
+    m:np.ndarray, # `[n, mean, M2]`
+)->tuple:
     "`(n, mean, variance)` from moments"
     n = int(m[0])
     if n == 0: return 0, math.nan, math.nan
     return n, float(m[1]), float(m[2]/(n - 1)) if n > 1 else 0.0
 
 # %% ../nbs/40_abtest_stats.ipynb #411c6cd3
-def pair_moments(y, x)->np.ndarray:
+def pair_moments(
+    y, # The values
+    x, # The covariates, one per value
+)->np.ndarray:
     "`[n, mean_x, mean_y, Cxx, Cyy, Cxy]` of the pairs where both the value `y` and the covariate `x` are finite"
     y, x = np.asarray(y, float).ravel(), np.asarray(x, float).ravel()
     ok = np.isfinite(y) & np.isfinite(x); y, x = y[ok], x[ok]
@@ -56,16 +70,29 @@ def pair_moments(y, x)->np.ndarray:
     mx, my = x.mean(), y.mean(); dx, dy = x - mx, y - my
     return np.array([y.size, mx, my, dx@dx, dy@dy, dx@dy])
 
-def merge_pairs(a:np.ndarray, b:np.ndarray)->np.ndarray:
+# %% ../nbs/40_abtest_stats.ipynb #0808d57e
+def merge_pairs(
+    a:np.ndarray, # Pair moments of one batch
+    b:np.ndarray, # Pair moments of another
+)->np.ndarray:
     "Pair moments of the union of two batches"
     na, nb = a[0], b[0]
     if nb == 0: return a.copy()
     if na == 0: return b.copy()
     n = na + nb; dx, dy = b[1] - a[1], b[2] - a[2]; f = na*nb/n
-    return np.array([n, a[1] + dx*nb/n, a[2] + dy*nb/n, a[3] + b[3] + dx*dx*f, a[4] + b[4] + dy*dy*f, a[5] + b[5] + dx*dy*f])
+    return np.array([n, a[1] + dx*nb/n, a[2] + dy*nb/n, a[3] + b[3] + dx*dx*f, a[4] + b[4] + dy*dy*f,
+                     a[5] + b[5] + dx*dy*f])
 
 # %% ../nbs/40_abtest_stats.ipynb #e56fcaff
-def welch(n_c, m_c, v_c, n_t, m_t, v_t, alpha:float=0.05)->dict:
+def welch(
+    n_c, # The control's count
+    m_c, # The control's mean
+    v_c, # The control's variance (ddof=1)
+    n_t, # The treatment's count
+    m_t, # The treatment's mean
+    v_t, # The treatment's variance (ddof=1)
+    alpha:float=0.05, # Significance level
+)->dict:
     "Welch's t-test of treatment minus control from summaries: diff, se, df, t, p_value, ci_low, ci_high"
     se2 = v_t/n_t + v_c/n_c
     diff = m_t - m_c
@@ -77,10 +104,17 @@ def welch(n_c, m_c, v_c, n_t, m_t, v_t, alpha:float=0.05)->dict:
     df = (a + b)**2 / (a*a/max(n_t-1, 1) + b*b/max(n_c-1, 1))
     t = diff/se
     q = float(stdtrit(df, 1 - alpha/2))
-    return dict(diff=diff, se=se, df=df, t=t, p_value=float(2*stdtr(df, -abs(t))), ci_low=diff - q*se, ci_high=diff + q*se)
+    return dict(diff=diff, se=se, df=df, t=t, p_value=float(2*stdtr(df, -abs(t))), ci_low=diff - q*se,
+                ci_high=diff + q*se)
 
 # %% ../nbs/40_abtest_stats.ipynb #ec3a99a2
-def prop_ztest(n_c, p_c, n_t, p_t, alpha:float=0.05)->dict:
+def prop_ztest(
+    n_c, # The control's count
+    p_c, # The control's proportion
+    n_t, # The treatment's count
+    p_t, # The treatment's proportion
+    alpha:float=0.05, # Significance level
+)->dict:
     "Two-proportion z-test of treatment minus control from counts and rates: diff, se, z, p_value, ci_low, ci_high"
     diff = p_t - p_c
     pool = (p_c*n_c + p_t*n_t)/(n_c + n_t)
@@ -88,10 +122,20 @@ def prop_ztest(n_c, p_c, n_t, p_t, alpha:float=0.05)->dict:
     se = math.sqrt(p_c*(1 - p_c)/n_c + p_t*(1 - p_t)/n_t)
     z = diff/se0 if se0 > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
     q = float(ndtri(1 - alpha/2))
-    return dict(diff=diff, se=se, df=math.inf, t=z, p_value=float(2*ndtr(-abs(z))), ci_low=diff - q*se, ci_high=diff + q*se)
+    return dict(diff=diff, se=se, df=math.inf, t=z, p_value=float(2*ndtr(-abs(z))), ci_low=diff - q*se,
+                ci_high=diff + q*se)
 
 # %% ../nbs/40_abtest_stats.ipynb #59008b60
-def relative_lift(n_c, m_c, v_c, n_t, m_t, v_t, alpha:float=0.05, df:float=math.inf)->dict:
+def relative_lift(
+    n_c, # The control's count
+    m_c, # The control's mean
+    v_c, # The control's variance (ddof=1)
+    n_t, # The treatment's count
+    m_t, # The treatment's mean
+    v_t, # The treatment's variance (ddof=1)
+    alpha:float=0.05, # Significance level
+    df:float=math.inf, # Degrees of freedom of the t quantile (inf: normal)
+)->dict:
     "Relative lift of treatment over control with its delta-method interval: lift, lift_se, lift_ci_low, lift_ci_high"
     if m_c == 0 or not math.isfinite(m_c):
         return dict(lift=math.nan, lift_se=math.nan, lift_ci_low=math.nan, lift_ci_high=math.nan,
@@ -122,7 +166,11 @@ def estimate_test(est:float, # The estimate: a difference or a relative lift
 # %% ../nbs/40_abtest_stats.ipynb #542117f7
 SRM_THRESHOLD = 0.001
 
-def srm_test(counts, weights, threshold:float=SRM_THRESHOLD)->dict:
+def srm_test(
+    counts, # Units per variant
+    weights, # The planned traffic shares
+    threshold:float=SRM_THRESHOLD, # p-value below which the split did not hold
+)->dict:
     "Chi-square test of observed units per arm against the planned weights: chi2, p_value, srm (flagged)"
     counts, weights = np.asarray(counts, float), np.asarray(weights, float)
     total = counts.sum()
@@ -133,7 +181,9 @@ def srm_test(counts, weights, threshold:float=SRM_THRESHOLD)->dict:
     return dict(chi2=stat, p_value=p, srm=p < threshold)
 
 # %% ../nbs/40_abtest_stats.ipynb #f95dce50
-def cuped_from_moments(arms:list)->tuple:
+def cuped_from_moments(
+    arms:list, # Pair moments per arm
+)->tuple:
     "CUPED-adjusted `(n, mean, var)` per arm from each arm's pair moments, and the share of variance removed"
     tot = arms[0]
     for a in arms[1:]: tot = merge_pairs(tot, a)
@@ -146,12 +196,19 @@ def cuped_from_moments(arms:list)->tuple:
         before += cyy/(n - 1) if n > 1 else 0.0; after += max(v, 0.0)
     return adj, float(max(0.0, 1 - after/before)) if before > 0 else 0.0
 
-def cuped_summaries(ys:list, xs:list)->tuple:
+# %% ../nbs/40_abtest_stats.ipynb #b7cb11d7
+def cuped_summaries(
+    ys:list, # Values per arm
+    xs:list, # Covariates per arm
+)->tuple:
     "CUPED-adjusted `(n, mean, var)` per arm from each arm's values `ys[i]` and covariates `xs[i]`; and the variance removed"
     return cuped_from_moments([pair_moments(y, x) for y,x in zip(ys, xs)])
 
 # %% ../nbs/40_abtest_stats.ipynb #882ecdf6
-def adjust_pvalues(p, method:str='holm')->np.ndarray:
+def adjust_pvalues(
+    p, # p-values (NaN stays NaN)
+    method:str='holm', # 'holm', 'bh' or 'none'
+)->np.ndarray:
     "Adjusted p-values: `'holm'` (family-wise error), `'bh'` (false discovery rate) or `'none'`"
     p = np.asarray(p, float)
     if method == 'none' or p.size <= 1: return p.copy()
@@ -169,11 +226,18 @@ def _cs_factor(N, alpha, tuning):
     rho2 = (-2*math.log(alpha) + math.log(-2*math.log(alpha) + 1))/tuning
     return math.sqrt(2*(N*rho2 + 1)/(N*rho2) * math.log(math.sqrt(N*rho2 + 1)/alpha))
 
-def sequential_interval(diff, se, n_total, alpha:float=0.05, tuning:float=5000)->dict:
+def sequential_interval(
+    diff, # The estimate
+    se, # Its standard error
+    n_total, # Units in both arms
+    alpha:float=0.05, # Significance level
+    tuning:float=5000, # The sample size the confidence sequence is tuned for
+)->dict:
     "Always-valid interval and p-value for `diff` with standard error `se` after `n_total` units"
     if se == 0 and n_total > 0 and math.isfinite(diff):     # no spread: the same answer as `estimate_test`
         return dict(seq_ci_low=diff, seq_ci_high=diff, seq_p_value=1.0 if diff == 0 else 0.0)
-    if not (se > 0 and n_total > 0 and math.isfinite(diff)): return dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan)
+    if not (se > 0 and n_total > 0 and math.isfinite(diff)):
+        return dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan)
     h = _cs_factor(n_total, alpha, tuning)*se
     lo, hi = 1e-12, 1.0                                   # the smallest alpha whose sequence excludes 0
     if abs(diff) <= _cs_factor(n_total, 1.0 - 1e-12, tuning)*se: p = 1.0
@@ -186,7 +250,10 @@ def sequential_interval(diff, se, n_total, alpha:float=0.05, tuning:float=5000)-
     return dict(seq_ci_low=diff - h, seq_ci_high=diff + h, seq_p_value=min(1.0, p))
 
 # %% ../nbs/40_abtest_stats.ipynb #85709ea1
-def chance_to_win(diff, se)->dict:
+def chance_to_win(
+    diff, # The estimate
+    se, # Its standard error
+)->dict:
     "Probability that treatment beats control, and the expected loss of choosing it, under a flat prior"
     if not se > 0: return dict(chance_to_win=float(diff > 0) if diff != 0 else 0.5, expected_loss=max(0.0, -diff))
     z = diff/se
@@ -194,25 +261,34 @@ def chance_to_win(diff, se)->dict:
     return dict(chance_to_win=float(ndtr(z)), expected_loss=float(se*pdf - diff*ndtr(-z)))
 
 # %% ../nbs/40_abtest_stats.ipynb #b26f1718
-def sample_size(baseline:float, # Control mean (a rate for a binary metric)
-                mde:float, # Minimum detectable effect, relative (0.05 = +5%)
-                *, alpha:float=0.05, power:float=0.8,
-                sd:float|None=None, # Standard deviation of a continuous metric; binary when None
-               )->int: # Units per arm
+def sample_size(
+    baseline:float, # Control mean (a rate for a binary metric)
+    mde:float, # Minimum detectable effect, relative (0.05 = +5%)
+    *, alpha:float=0.05, # Significance level
+    power:float=0.8, # Chance of detecting the effect
+    sd:float|None=None, # Standard deviation of a continuous metric; binary when None
+)->int: # Units per arm
     "Units per arm to detect a relative effect `mde` on `baseline` with a two-sided test"
     from scipy.stats import norm
     if baseline == 0 or mde == 0: raise ValueError("baseline and mde must be non-zero")
     delta = abs(baseline*mde)
     if sd is None:
         p1, p2 = baseline, baseline*(1 + mde)
-        if not (0 < p1 < 1 and 0 < p2 < 1): raise ValueError(f"rates must stay in (0, 1): {p1} -> {p2}; give sd= for a continuous metric")
+        if not (0 < p1 < 1 and 0 < p2 < 1):
+            raise ValueError(f"rates must stay in (0, 1): {p1} -> {p2}; give sd= for a continuous metric")
         var = p1*(1 - p1) + p2*(1 - p2)
     else: var = 2*sd**2
     z = norm.ppf(1 - alpha/2) + norm.ppf(power)
     return int(math.ceil(z**2*var/delta**2))
 
-def minimum_detectable_effect(baseline:float, n_per_arm:int, *, alpha:float=0.05, power:float=0.8,
-                              sd:float|None=None)->float:
+# %% ../nbs/40_abtest_stats.ipynb #119884fa
+def minimum_detectable_effect(
+    baseline:float, # The control's mean (a rate for a binary metric)
+    n_per_arm:int, # Units per arm
+    *, alpha:float=0.05, # Significance level
+    power:float=0.8, # Chance of detecting the effect
+    sd:float|None=None, # The standard deviation of a continuous metric; a binary one when None
+)->float:
     "Smallest relative effect detectable with `n_per_arm` units per arm (normal approximation)"
     from scipy.stats import norm
     z = norm.ppf(1 - alpha/2) + norm.ppf(power)

@@ -28,6 +28,7 @@ _USAGE = {'JobParameterError', 'ScheduleError', 'PipelineConfigError'}   # the c
 _KNOWN = {'JobFailed', 'TrackingStoreError', 'PipelineCheckFailed', 'ScaffoldError', 'KeyError', 'FileNotFoundError',
           'MlflowException'}                                             # the work failed, and the message says why
 
+# %% ../nbs/90_cli.ipynb #a5297c7d
 def _explain(e:BaseException)->tuple:
     "(exit code, message) for an exception that ended a command"
     names = {c.__name__ for c in type(e).__mro__}
@@ -50,6 +51,7 @@ def _signature_text(sig, at_most:int=4)->str:
     shown = ', '.join(ins[:at_most]) + (f", … ({len(ins)} columns)" if len(ins) > at_most else '')
     return f"inputs [{shown}] -> outputs [{', '.join(outs)}]"
 
+# %% ../nbs/90_cli.ipynb #6e4fdaee
 def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by default
              *, quiet:bool=False, # Print nothing
             )->dict: # What was logged: run id, params, metrics, artifacts, signature, the UI command
@@ -76,12 +78,15 @@ def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by 
         model_uri = run.data.tags['mlops_nb.model_uri']
         from mlflow.models import get_model_info
         sig = get_model_info(model_uri).signature
-        res = {'experiment': tracker.experiment_name, 'run_id': run_id, 'params': dict(run.data.params), 'metrics': metrics,
+        res = {'experiment': tracker.experiment_name, 'run_id': run_id, 'params': dict(run.data.params),
+               'metrics': metrics,
                'artifacts': arts, 'model_uri': model_uri, 'signature': _signature_text(sig),
-               'tracking_uri': redact(tracker.tracking_uri), 'ui': tracker.ui_command(), 'seconds': round(time.perf_counter() - t0, 1)}
+               'tracking_uri': redact(tracker.tracking_uri), 'ui': tracker.ui_command(),
+               'seconds': round(time.perf_counter() - t0, 1)}
         say(f"trained RandomForestClassifier on breast-cancer ({len(y_tr)} train / {len(y_te)} test rows) in {res['seconds']} s")
         say(f"run {run_id} in experiment {res['experiment']!r} at {res['tracking_uri']}")
-        say('params: ' + ', '.join(f'{k}={res["params"][k]}' for k in ('n_estimators', 'max_depth', 'random_state', 'n_train', 'n_test'))
+        say('params: ' + ', '.join(f'{k}={res["params"][k]}' for k in ('n_estimators', 'max_depth', 'random_state',
+                                                                       'n_train', 'n_test'))
             + f" (and {len(res['params']) - 5} more of the estimator's)")
         say('test metrics: ' + ', '.join(f'{k}={v:.3f}' for k,v in metrics.items()))
         say('artifacts: ' + ', '.join(arts))
@@ -94,12 +99,14 @@ def _cmd_demo(args):
     if not args.full: run_demo(args.home); return 0
     from mlops_nb.jobs import run_notebook
     nb = Path(__file__).resolve().parent/'tutorials'/'e2e_fraud.ipynb'
-    print(f"running the end-to-end walk-through {nb.name} as a job (about a minute) in {get_settings().home}", flush=True)
+    print(f"running the end-to-end walk-through {nb.name} as a job (about a minute) in "
+          f"{get_settings().home}", flush=True)
     res = run_notebook(nb, experiment='demo', timeout=900)
     print(f"done in {res.seconds:.0f} s; executed notebook: {res.output} (and .html beside it)")
     for k,v in res.records.items(): print(f"  {k}: {v}")
     print("list the runs: mlops-nb runs -e demo;  open the MLflow UI on them: mlops-nb ui")
 
+# %% ../nbs/90_cli.ipynb #922ccefa
 def _cmd_config(args): print(repr(get_settings()))
 
 def _ui_argv(port:int, host:str='127.0.0.1', workers:int=1)->list:
@@ -109,6 +116,7 @@ def _ui_argv(port:int, host:str='127.0.0.1', workers:int=1)->list:
             '--default-artifact-root', Path(s.artifacts).resolve().as_uri(), '--host', host, '--port', str(port),
             '--workers', str(workers)]
 
+# %% ../nbs/90_cli.ipynb #80302d34
 def _cmd_ui(args):
     from mlops_nb.tracking import prepare_store
     s = get_settings()
@@ -129,6 +137,7 @@ def _sqlite_store(uri:str):
     if p is None or not p.exists(): return None
     return sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
 
+# %% ../nbs/90_cli.ipynb #51fd7be0
 def _store_read_sqlite(con, experiment:str|None, at_most:int)->dict:
     exps = con.execute("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
                        "ORDER BY experiment_id").fetchall()
@@ -150,6 +159,7 @@ def _store_read_sqlite(con, experiment:str|None, at_most:int)->dict:
     out['runs'] = list(runs.values())
     return out
 
+# %% ../nbs/90_cli.ipynb #b75cd1db
 def _store_read_mlflow(experiment:str|None, at_most:int)->dict:
     from mlops_nb.tracking import prepare_store, mlflow_uri
     from mlflow import MlflowClient
@@ -166,9 +176,11 @@ def _store_read_mlflow(experiment:str|None, at_most:int)->dict:
     if exp is None: return out
     out['runs'] = [{'run_id': r.info.run_id, 'run_name': r.info.run_name, 'status': r.info.status,
                     'start_time': r.info.start_time, 'metrics': dict(r.data.metrics)}
-                   for r in c.search_runs([exp.experiment_id], max_results=at_most, order_by=['attributes.start_time DESC'])]
+                   for r in c.search_runs([exp.experiment_id], max_results=at_most,
+                                          order_by=['attributes.start_time DESC'])]
     return out
 
+# %% ../nbs/90_cli.ipynb #60f11301
 def read_runs(experiment:str|None=None, # An experiment name; the one written to last by default
               at_most:int=20, # At most this many runs, newest first
              )->dict: # {'experiments': {name: run count}, 'experiment': the one read (or None), 'runs': [dict]}
@@ -176,7 +188,8 @@ def read_runs(experiment:str|None=None, # An experiment name; the one written to
     import sqlite3
     from mlops_nb.config import sqlite_path
     uri = get_settings().tracking_uri
-    if (p := sqlite_path(uri)) is not None and not p.exists(): return {'experiments': {}, 'experiment': experiment, 'runs': []}
+    if (p := sqlite_path(uri)) is not None and not p.exists():
+        return {'experiments': {}, 'experiment': experiment, 'runs': []}
     con = _sqlite_store(uri)
     if con is not None:
         try:
@@ -184,6 +197,7 @@ def read_runs(experiment:str|None=None, # An experiment name; the one written to
         except sqlite3.Error: pass                      # not the layout we know: ask MLflow
     return _store_read_mlflow(experiment, at_most)
 
+# %% ../nbs/90_cli.ipynb #5960ef30
 def _fmt_table(rows:list, header:list)->str:
     "Rows as a plain text table with a header"
     rows = [[('' if v is None else str(v)) for v in r] for r in rows]
@@ -217,7 +231,8 @@ def _cmd_runs(args):
     keys = sorted({k for r in runs for k in r['metrics']})[:8]
     when = lambda ms: datetime.fromtimestamp(ms/1000, timezone.utc).strftime('%Y-%m-%d %H:%M:%S') if ms else ''
     num = lambda v: '' if v is None else f"{v:.4g}"
-    print(_fmt_table([[r['run_id'], r['run_name'], r['status'], when(r['start_time']), *(num(r['metrics'].get(k)) for k in keys)]
+    print(_fmt_table([[r['run_id'], r['run_name'], r['status'], when(r['start_time']),
+                       *(num(r['metrics'].get(k)) for k in keys)]
                       for r in runs], ['run_id', 'run_name', 'status', 'started (UTC)', *keys]))
     return 0
 
@@ -242,6 +257,7 @@ def _cmd_run(args):
     for k,v in res.records.items(): print(f"recorded {k} = {v!r}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #9917f012
 def _cmd_templates(args):
     from mlops_nb.jobs import list_templates, notebook_parameters, resolve_notebook
     for name in list_templates():
@@ -251,17 +267,22 @@ def _cmd_templates(args):
 def _cmd_schedule_add(args):
     from mlops_nb import jobs
     src = _resolve(args.notebook)
-    s = jobs.schedule_job(args.name, src, args.cron, dict(args.param or []), experiment=args.experiment, replace=args.replace)
-    print(f"scheduled {s['name']!r}: {s['notebook']} at '{s['cron']}' with {s['parameters']}; next run {s['next_run']:%Y-%m-%d %H:%M %Z}")
+    s = jobs.schedule_job(args.name, src, args.cron, dict(args.param or []), experiment=args.experiment,
+                          replace=args.replace)
+    print(f"scheduled {s['name']!r}: {s['notebook']} at '{s['cron']}' with {s['parameters']}; next run "
+          f"{s['next_run']:%Y-%m-%d %H:%M %Z}")
     print("jobs run while `mlops-nb schedule run` is running (in the foreground; or under systemd, supervisor, ...)")
 
+# %% ../nbs/90_cli.ipynb #5f7f1724
 def _cmd_schedule_list(args):
     from mlops_nb import jobs
     df = jobs.list_schedules()
     if not len(df): print(f"no schedules in the workspace {get_settings().home}"); return
-    print(_fmt_table([[r.name, r.notebook, r.cron, r.parameters, f"{r.next_run:%Y-%m-%d %H:%M %Z}" if r.next_run else '']
+    print(_fmt_table([[r.name, r.notebook, r.cron, r.parameters,
+                       f"{r.next_run:%Y-%m-%d %H:%M %Z}" if r.next_run else '']
                       for r in df.itertuples()], ['name', 'notebook', 'cron', 'parameters', 'next run']))
 
+# %% ../nbs/90_cli.ipynb #a1880200
 def _cmd_schedule_remove(args):
     from mlops_nb import jobs
     jobs.unschedule(args.name); print(f"removed {args.name!r}")
@@ -272,6 +293,7 @@ def _cmd_schedule_history(args):
     cols = [c for c in df.columns if c in ('run_id', 'start_time', 'status', 'duration_s') or c.startswith('params.')]
     print(df[cols].to_string(index=False) if len(df) else f"no job runs yet in experiment {args.experiment!r} of {_where()}")
 
+# %% ../nbs/90_cli.ipynb #d69129d4
 def _cmd_schedule_run(args):
     from mlops_nb import jobs
     n = len(jobs.list_schedules())
@@ -296,16 +318,19 @@ def _check_served(model:str, alias:str)->str:
     try: return ModelRegistry(name=model).version_number(alias)
     except ValueError as e: raise CliError(f"{e} (in {_where()}); serve another alias with --alias", 1) from None
 
+# %% ../nbs/90_cli.ipynb #34503b90
 def _cmd_serve(args):
     if args.workers < 1: raise CliError(f"--workers must be at least 1, not {args.workers}", 2)
     number = _check_served(args.model, args.alias)
     import uvicorn
     from mlops_nb.config import settings_env
     os.environ.update(settings_env())
-    os.environ.update(MLOPS_NB_SERVE_MODEL=args.model, MLOPS_NB_SERVE_ALIAS=args.alias, MLOPS_NB_SERVE_RELOAD=str(args.reload_interval))
+    os.environ.update(MLOPS_NB_SERVE_MODEL=args.model, MLOPS_NB_SERVE_ALIAS=args.alias,
+                      MLOPS_NB_SERVE_RELOAD=str(args.reload_interval))
     print(f"serving {args.model}@{args.alias} (version {number}) on http://{args.host}:{args.port} ({args.workers} worker(s)); "
           "Ctrl-C stops it", flush=True)
-    uvicorn.run('mlops_nb.models.serving:app_from_env', factory=True, host=args.host, port=args.port, workers=args.workers,
+    uvicorn.run('mlops_nb.models.serving:app_from_env', factory=True, host=args.host, port=args.port,
+                workers=args.workers,
                 log_level='warning', access_log=False)
 
 # %% ../nbs/90_cli.ipynb #824d5038
@@ -321,6 +346,7 @@ def _cmd_pipeline(args):
     except PipelineCheckFailed as e: raise CliError(str(e), 1) from None
     return 0
 
+# %% ../nbs/90_cli.ipynb #485fa3f4
 def _cmd_lineage(args):
     from mlops_nb.lineage import model_lineage
     from mlflow.exceptions import MlflowException
@@ -331,6 +357,7 @@ def _cmd_lineage(args):
     print(json.dumps(lin.to_dict(), indent=1, default=str) if args.json else repr(lin))
     return 0
 
+# %% ../nbs/90_cli.ipynb #23ed25a0
 def _cmd_init(args):
     from mlops_nb.scaffold import init_project, ScaffoldError
     try: made = init_project(args.path, name=args.name)
@@ -351,6 +378,7 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
 _HOME_HELP = 'the workspace folder (default: $MLOPS_NB_HOME, or ./mlops_workspace)'
 
+# %% ../nbs/90_cli.ipynb #58b11ead
 def _common(sup:bool)->argparse.ArgumentParser:
     "--home and --debug, accepted before the command and after it"
     c = argparse.ArgumentParser(add_help=False)
@@ -359,6 +387,7 @@ def _common(sup:bool)->argparse.ArgumentParser:
                    **({'default': argparse.SUPPRESS} if sup else {}))
     return c
 
+# %% ../nbs/90_cli.ipynb #99dc0904
 def _add(sub, name:str, help:str, func, description:str|None=None)->argparse.ArgumentParser:
     "A subcommand with its one-line help, a description (the help again when not given) and the common options"
     p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + '.',
@@ -366,6 +395,7 @@ def _add(sub, name:str, help:str, func, description:str|None=None)->argparse.Arg
     p.set_defaults(func=func)
     return p
 
+# %% ../nbs/90_cli.ipynb #96311e9f
 def _param_arg(p, what:str):
     p.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'),
                    help=f"set a parameter of the notebook's cell tagged `parameters`, converted to its declared type; "
@@ -377,11 +407,13 @@ def _parser()->argparse.ArgumentParser:
                     'on one workspace folder.\nEach command has its own help: mlops-nb COMMAND --help',
         epilog='exit codes: 0 done, 1 the work failed (the message says why), 2 the command line is wrong')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    d = _add(sub, 'demo', 'train and track a model on a bundled dataset; print its params, metrics, artifacts and model '
+    d = _add(sub, 'demo',
+             'train and track a model on a bundled dataset; print its params, metrics, artifacts and model '
              'signature', _cmd_demo)
     d.add_argument('--full', action='store_true', help='run the end-to-end walk-through (features to A/B test, about a '
                    'minute) as a job instead')
-    _add(sub, 'config', 'show the settings, where each came from (configure, environment, default), passwords hidden', _cmd_config)
+    _add(sub, 'config', 'show the settings, where each came from (configure, environment, default), passwords hidden',
+         _cmd_config)
     r = _add(sub, 'runs', 'list the runs of an experiment, newest first', _cmd_runs,
              'List the runs of an experiment in the workspace, newest first: with no -e, the experiment written to last.\n'
              'Says which workspace and experiment it read and how many runs it found.')
@@ -398,7 +430,8 @@ def _parser()->argparse.ArgumentParser:
              'MLflow with the executed notebook and its HTML. Exits 1 when the notebook fails, 2 on a bad parameter.')
     j.add_argument('notebook', help='a notebook path, or a template name (see `mlops-nb templates`)')
     _param_arg(j, '')
-    j.add_argument('--output', help='where to write the executed notebook (default: <workspace>/reports/<name>/<time>.ipynb)')
+    j.add_argument('--output', help='where to write the executed notebook (default: '
+                                    '<workspace>/reports/<name>/<time>.ipynb)')
     j.add_argument('--experiment', default='reports', help='the MLflow experiment of the job run')
     j.add_argument('--timeout', type=float, default=600, help='seconds each cell may run; 0 for no limit')
     j.add_argument('--kernel', help="the Jupyter kernel (default: the notebook's kernelspec, or python3 when it names none)")
@@ -425,16 +458,19 @@ def _parser()->argparse.ArgumentParser:
          'Run the scheduled jobs in this process, in the foreground, until Ctrl-C or SIGTERM stops it. A job missed while\n'
          'it was not running runs once when it starts again, within an hour. Run it under systemd, supervisor or tmux\n'
          'to keep it going.')
-    h = _add(ss, 'history', "show the past runs of one schedule's jobs (or of every job) from MLflow", _cmd_schedule_history)
+    h = _add(ss, 'history', "show the past runs of one schedule's jobs (or of every job) from MLflow",
+             _cmd_schedule_history)
     h.add_argument('name', nargs='?', default=None, help='the schedule name (default: every notebook job)')
     h.add_argument('--experiment', default='reports', help='the MLflow experiment of the job runs')
-    sv = _add(sub, 'serve', "serve a registered model's alias over HTTP (FastAPI on uvicorn), in the foreground", _cmd_serve)
+    sv = _add(sub, 'serve', "serve a registered model's alias over HTTP (FastAPI on uvicorn), in the foreground",
+              _cmd_serve)
     sv.add_argument('model', help='the registered model name')
     sv.add_argument('--alias', default='champion', help='the alias (or version label, or number) to serve')
     sv.add_argument('--host', default='127.0.0.1', help='the interface to listen on (0.0.0.0: every interface)')
     sv.add_argument('--port', type=int, default=8000, help='the port to listen on')
     sv.add_argument('--workers', type=int, default=1, help='uvicorn worker processes')
-    sv.add_argument('--reload-interval', type=float, default=5.0, help='seconds between checks of the alias; 0 never checks')
+    sv.add_argument('--reload-interval', type=float, default=5.0,
+                    help='seconds between checks of the alias; 0 never checks')
     steps = ['validate-data', 'check-drift', 'train', 'evaluate', 'gate', 'promote', 'smoke-test']
     pl = _add(sub, 'pipeline', 'run one CI/CD step: ' + ', '.join(steps), _cmd_pipeline,
               'Run one step of the CI/CD pipeline configured in mlops.yaml. Exits 1 when its check fails, 2 on a bad config.')
@@ -444,7 +480,8 @@ def _parser()->argparse.ArgumentParser:
     pl.add_argument('--force', action='store_true', help='promote: promote even without a passed gate')
     pl.add_argument('--alias', default='champion', help='smoke-test: the alias to serve')
     pl.add_argument('--url', help='smoke-test: a running server to test (default: start one locally)')
-    li = _add(sub, 'lineage', "show a model version's chain: features, training set, run, serving, rollouts, A/B verdicts",
+    li = _add(sub, 'lineage',
+              "show a model version's chain: features, training set, run, serving, rollouts, A/B verdicts",
               _cmd_lineage)
     li.add_argument('model', help='the registered model name')
     li.add_argument('version', nargs='?', default='champion', help='an alias, a version label or a number')
@@ -454,13 +491,17 @@ def _parser()->argparse.ArgumentParser:
     it.add_argument('--name', help='the model and project name (default: the folder name)')
     return p
 
-def main(argv:list|None=None)->int:
+# %% ../nbs/90_cli.ipynb #130dcd28
+def main(
+    argv:list|None=None, # The arguments; `sys.argv[1:]` by default
+)->int: # The exit code: 0 ok, 1 failed, 2 bad usage
     "Entry point of the `mlops-nb` command: 0 done, 1 the work failed, 2 the command line is wrong"
     p = _parser()
     args = p.parse_args(argv)
     if not getattr(args, 'func', None): p.print_help(); return 0
     cmd = ' '.join(x for x in (args.command, getattr(args, 'action', None)) if x)
-    if not args.debug: os.environ.setdefault('MLFLOW_LOGGING_LEVEL', 'WARNING')   # MLflow's INFO lines are not for users
+    if not args.debug:
+        os.environ.setdefault('MLFLOW_LOGGING_LEVEL', 'WARNING')   # MLflow's INFO lines are not for users
     try:
         if args.home: configure(home=args.home)
         return args.func(args) or 0

@@ -13,13 +13,14 @@ then the embedded default derived from the workspace folder. Nothing is created 
 
 # %% ../nbs/00_config.ipynb #3fc98201
 from __future__ import annotations
-import os, html
+import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit, parse_qsl, urlencode, unquote
+from .display import html_table
 
 # %% auto #0
-__all__ = ['DEFAULT_HOME', 'redact', 'check_uri', 'split_credentials', 'Settings', 'get_settings', 'configure', 'settings_env',
-           'ensure_dir', 'sqlite_path']
+__all__ = ['DEFAULT_HOME', 'redact', 'url_scheme', 'check_uri', 'split_credentials', 'Settings', 'get_settings', 'configure',
+           'settings_env', 'ensure_dir', 'sqlite_path', 'point_mlflow']
 
 # %% ../nbs/00_config.ipynb #250699d9
 _SPECS = {
@@ -63,8 +64,14 @@ _SCHEMES = {
     'online': ('sqlite', 'redis', 'rediss', 'unix'),
 }
 
-def _scheme(url): return urlsplit(url).scheme.split('+')[0].lower() if '://' in url else ''
+def url_scheme(url:str, # A URL, e.g. `postgresql+psycopg://u:p@db/x`, or a plain path
+              )->str: # The scheme in lower case without a driver suffix (`'postgresql'`); `''` for a path
+    "The scheme of a backend URL, which decides the backend: `sqlite`, `redis`, `http`, ..."
+    return urlsplit(url).scheme.split('+')[0].lower() if '://' in url else ''
 
+_scheme = url_scheme  # kept for modules not yet moved
+
+# %% ../nbs/00_config.ipynb #8946ac6b
 def check_uri(name:str, # Setting name, e.g. `'online_store'`
               value:str, # The URL or path to check
              )->str: # `value`, unchanged, when it is acceptable
@@ -75,7 +82,7 @@ def check_uri(name:str, # Setting name, e.g. `'online_store'`
     value, kind = str(value), _SPECS[name][2]
     if not value.strip(): raise ValueError(f"{name} is empty: give a URL or a path, or leave it unset for the default")
     if kind in _SCHEMES:
-        sch = _scheme(value)
+        sch = url_scheme(value)
         if sch not in _SCHEMES[kind]:
             raise ValueError(f"{name}={redact(value)!r}: unsupported scheme {sch or '(none)'!r}; "
                              f"use one of {', '.join(s+'://' for s in _SCHEMES[kind])}")
@@ -85,7 +92,7 @@ def check_uri(name:str, # Setting name, e.g. `'online_store'`
 def split_credentials(url:str, # A URL, e.g. `http://user:password@host:5000`
                      )->tuple: # `(url without user:password@, user or None, password or None)`
     "Take the `user:password@` out of an http(s) URL: HTTP clients want it as a header, not in the host name"
-    if not isinstance(url, str) or _scheme(url) not in ('http', 'https'): return url, None, None
+    if not isinstance(url, str) or url_scheme(url) not in ('http', 'https'): return url, None, None
     parts = urlsplit(url)
     if '@' not in parts.netloc: return url, None, None
     userinfo, host = parts.netloc.rsplit('@', 1)
@@ -98,8 +105,11 @@ class Settings:
     def __init__(self, values:dict, sources:dict): self._values,self.sources = dict(values),dict(sources)
     def __getattr__(self, name):
         try: return self.__dict__['_values'][name]
-        except KeyError: raise AttributeError(f"Settings has no {name!r}; the settings are: {', '.join(_SPECS)}") from None
-    def as_dict(self, redacted:bool=True)->dict:
+        except KeyError:
+            raise AttributeError(f"Settings has no {name!r}; the settings are: {', '.join(_SPECS)}") from None
+    def as_dict(self,
+        redacted:bool=True, # Hide passwords
+    )->dict:
         "The settings as a plain dict of strings, with passwords hidden unless `redacted=False`"
         return {k: (redact(str(v)) if redacted else str(v)) for k,v in self._values.items()}
     def __repr__(self):
@@ -130,13 +140,7 @@ def get_settings(env:dict|None=None, # Environment to read; `os.environ` by defa
     return Settings(vals, srcs)
 
 # %% ../nbs/00_config.ipynb #0491b55f
-def _html_table(rows, header):
-    esc = lambda v: html.escape(str(v))
-    th = ''.join(f'<th style="text-align:left">{esc(h)}</th>' for h in header)
-    trs = ''.join('<tr>' + ''.join(f'<td style="text-align:left"><code>{esc(c)}</code></td>' if i==1 else
-                                   f'<td style="text-align:left">{esc(c)}</td>' for i,c in enumerate(r)) + '</tr>'
-                  for r in rows)
-    return f'<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
+_html_table = html_table  # kept for modules not yet moved
 
 # %% ../nbs/00_config.ipynb #ce16cb28
 from fastcore.basics import patch
@@ -145,7 +149,8 @@ from fastcore.basics import patch
 def _repr_mimebundle_(self:Settings, include=None, exclude=None):
     "Plain text everywhere; an HTML table of setting, value and source in Jupyter"
     rows = [(k, v, self.sources[k]) for k,v in self.as_dict().items()]
-    return {'text/plain': repr(self), 'text/html': '<b>mlops_nb settings</b>' + _html_table(rows, ('setting','value','from'))}
+    return {'text/plain': repr(self),
+            'text/html': '<b>mlops_nb settings</b>' + html_table(rows, ('setting','value','from'))}
 
 # %% ../nbs/00_config.ipynb #a4084d76
 class _Configured(Settings):
@@ -161,7 +166,8 @@ def configure(reset:bool=False, # Forget every value set from Python first
     "Set workspace settings from Python; they win over environment variables"
     previous = dict(_overrides)
     unknown = set(settings) - set(_SPECS)
-    if unknown: raise TypeError(f"Unknown setting(s) {', '.join(sorted(unknown))}; the settings are: {', '.join(_SPECS)}")
+    if unknown:
+        raise TypeError(f"Unknown setting(s) {', '.join(sorted(unknown))}; the settings are: {', '.join(_SPECS)}")
     new = {} if reset else dict(_overrides)
     for k,v in settings.items():
         if v is None: new.pop(k, None)
@@ -184,15 +190,32 @@ def settings_env()->dict:
     return {'MLOPS_NB_HOME': str(s.home), **{_SPECS[k][0]: str(getattr(s, k)) for k in _overrides}}
 
 # %% ../nbs/00_config.ipynb #9876c612
-def ensure_dir(path:str|Path)->Path:
+def ensure_dir(path:str|Path, # A folder to write in
+              )->Path: # `path` as a `Path`, now existing
     "Create folder `path` (and its parents) if needed and return it as a `Path`"
     p = Path(path).expanduser()
     p.mkdir(parents=True, exist_ok=True)
     return p
 
-def sqlite_path(uri:str)->Path|None:
+# %% ../nbs/00_config.ipynb #5d4bd4d5
+def sqlite_path(uri:str, # A backend URL
+               )->Path|None: # The database file, relative or absolute as written in `uri`
     "The file behind a `sqlite:///` URL, or `None` for any other URL (and for an in-memory database)"
-    if _scheme(uri) != 'sqlite': return None
+    if url_scheme(uri) != 'sqlite': return None
     path = uri.split('://', 1)[1].split('?', 1)[0]
     if path.startswith('/'): path = path[1:]   # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
     return None if path in ('', ':memory:') else Path(path)
+
+# %% ../nbs/00_config.ipynb #ebfc11ff
+def point_mlflow(tracking_uri:str|None=None, # Tracking store URL; the workspace's `tracking_uri` by default
+                 registry_uri:str|None=None, # Model registry URL; the workspace's (or `tracking_uri`, when given)
+                )->tuple: # `(tracking_uri, registry_uri)` now in force
+    "Point MLflow's module-level API (`mlflow.register_model`, `mlflow.pyfunc.load_model`, ...) at the workspace's stores"
+    import mlflow
+    if tracking_uri is None:
+        s = get_settings()
+        tracking_uri, registry_uri = s.tracking_uri, registry_uri or s.registry_uri
+    registry_uri = registry_uri or tracking_uri
+    mlflow.set_registry_uri(registry_uri)
+    if mlflow.get_tracking_uri() != tracking_uri: mlflow.set_tracking_uri(tracking_uri)
+    return tracking_uri, registry_uri

@@ -14,15 +14,16 @@ from __future__ import annotations
 import ast, contextlib, html, json, os, re, sys, threading, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from .config import get_settings, ensure_dir, settings_env, _html_table
+from .config import get_settings, ensure_dir, settings_env
+from .display import html_table
 
 # %% auto #0
 __all__ = ['RECORD_MIME', 'record', 'read_records', 'Parameter', 'notebook_parameters', 'JobParameterError', 'check_parameters',
            'JobResult', 'JobFailed', 'templates_dir', 'list_templates', 'resolve_notebook', 'render_html',
-           'run_notebook', 'ScheduleError', 'run_scheduled', 'schedule_job', 'list_schedules', 'unschedule',
-           'run_scheduler', 'job_history']
+           'run_notebook', 'ScheduleError', 'run_scheduled', 'schedule_job', 'list_schedules', 'job_history',
+           'unschedule', 'run_scheduler']
 
-# %% ../nbs/85_jobs.ipynb #02370164
+# %% ../nbs/85_jobs.ipynb #4eb6161f
 RECORD_MIME = 'application/vnd.mlops-nb.record+json'
 
 def _jsonable(v):
@@ -30,9 +31,10 @@ def _jsonable(v):
     if hasattr(v, 'tolist'): return v.tolist()
     return v
 
-def record(name:str, # Name of the value, e.g. `'accuracy'`
-           value, # A number, a string, or a JSON-able list or dict
-          ):
+def record(
+    name:str, # Name of the value, e.g. `'accuracy'`
+    value, # A number, string, list or dict (anything JSON can hold)
+):
     "Record `value` under `name` for the job running this notebook; returns `value`"
     from IPython.display import display
     v = _jsonable(value)
@@ -42,7 +44,10 @@ def record(name:str, # Name of the value, e.g. `'accuracy'`
     display({RECORD_MIME: {'name': name, 'value': v}, 'text/plain': f'{name} = {v!r}'}, raw=True)
     return value
 
-def read_records(nb:dict)->dict:
+# %% ../nbs/85_jobs.ipynb #333ac1a5
+def read_records(
+    nb:dict, # An executed notebook, as read from JSON
+)->dict: # `{name: value}`
     "The values `record`ed in an executed notebook (a dict as read from JSON), the last one of each name"
     out = {}
     for c in nb.get('cells', []):
@@ -51,7 +56,7 @@ def read_records(nb:dict)->dict:
             if d: out[d['name']] = d['value']
     return out
 
-# %% ../nbs/85_jobs.ipynb #af13efc1
+# %% ../nbs/85_jobs.ipynb #8b363a8e
 @dataclass
 class Parameter:
     "One parameter of a notebook: its name, type name, default and help"
@@ -60,6 +65,7 @@ class Parameter:
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool, 'list': list, 'dict': dict, 'tuple': tuple}
 
+# %% ../nbs/85_jobs.ipynb #c036879a
 def _read_nb(path)->dict:
     return json.loads(Path(path).read_text(encoding='utf-8'))
 
@@ -87,7 +93,7 @@ def notebook_parameters(path:str|Path, # A notebook file
         res[name] = Parameter(name, typ, default, hlp)
     return res
 
-# %% ../nbs/85_jobs.ipynb #d687c3db
+# %% ../nbs/85_jobs.ipynb #778b2d90
 class JobParameterError(ValueError):
     "A job was given a parameter the notebook does not declare, or a value of the wrong type"
 
@@ -108,10 +114,12 @@ def _convert(p:Parameter, v):
     if not isinstance(v, t) or (t is int and isinstance(v, bool)): raise ValueError
     return v
 
+# %% ../nbs/85_jobs.ipynb #4d95e911
 def _literal(s):
     try: ast.literal_eval(s); return True
     except (ValueError, SyntaxError): return False
 
+# %% ../nbs/85_jobs.ipynb #f99a6b5c
 def check_parameters(spec:dict, # From `notebook_parameters`
                      given:dict|None, # Parameter name -> value (strings are converted)
                      name:str='the notebook', # Shown in errors
@@ -131,7 +139,7 @@ def check_parameters(spec:dict, # From `notebook_parameters`
                                     f"Accepted parameters:\n{accepted}") from None
     return out
 
-# %% ../nbs/85_jobs.ipynb #2969dd24
+# %% ../nbs/85_jobs.ipynb #72eaf436
 def _import_quietly(name:str):
     "Import `name` without `rfc3987_syntax`: jsonschema's IRI format check, unused by notebooks, costs 0.9 s to import"
     if 'rfc3987_syntax' in sys.modules or name in sys.modules: return __import__(name)
@@ -140,6 +148,7 @@ def _import_quietly(name:str):
     finally:
         if sys.modules.get('rfc3987_syntax', 0) is None: del sys.modules['rfc3987_syntax']
 
+# %% ../nbs/85_jobs.ipynb #a2c1280e
 @contextlib.contextmanager
 def _settings_env():
     "Export the workspace and the settings set with `configure` as environment variables, for the kernel, while the block runs"
@@ -148,7 +157,7 @@ def _settings_env():
     try: yield
     finally: os.environ.clear(); os.environ.update(saved)
 
-# %% ../nbs/85_jobs.ipynb #a3be8c6e
+# %% ../nbs/85_jobs.ipynb #89d57d9c
 @dataclass
 class JobResult:
     "The outcome of one notebook job"
@@ -168,13 +177,15 @@ class JobResult:
         rows += [('parameter ' + k, repr(v)) for k,v in self.parameters.items()]
         rows += [('recorded ' + k, repr(v)) for k,v in self.records.items()]
         if self.error: rows.append(('error', f'cell {self.failed_cell}: {self.error}'))
-        return {'text/plain': repr(self), 'text/html': f'<b>Job {html.escape(Path(self.notebook).name)}</b>' + _html_table(rows, ('', ''))}
+        return {'text/plain': repr(self),
+                'text/html': f'<b>Job {html.escape(Path(self.notebook).name)}</b>' + html_table(rows, ('', ''))}
 
+# %% ../nbs/85_jobs.ipynb #b12c8699
 class JobFailed(RuntimeError):
     "A notebook job failed; `.result` is its `JobResult`"
     def __init__(self, msg, result): super().__init__(msg); self.result = result
 
-# %% ../nbs/85_jobs.ipynb #949d625e
+# %% ../nbs/85_jobs.ipynb #c8a99fbf
 def templates_dir()->Path:
     "The folder of report templates shipped with mlops_nb"
     return Path(__file__).resolve().parent/'reports'
@@ -183,7 +194,10 @@ def list_templates()->list:
     "Names of the shipped report templates"
     return sorted(p.stem for p in templates_dir().glob('*.ipynb'))
 
-def resolve_notebook(notebook:str|Path)->Path:
+# %% ../nbs/85_jobs.ipynb #80f5cfdb
+def resolve_notebook(
+    notebook:str|Path, # A path, or a shipped template's name (`'drift_report'`)
+)->Path:
     "A notebook path, or the shipped template of that name"
     p = Path(notebook)
     if p.exists(): return p
@@ -192,7 +206,7 @@ def resolve_notebook(notebook:str|Path)->Path:
     raise FileNotFoundError(f"No notebook {str(notebook)!r}; give a path, or one of the shipped templates: "
                             f"{', '.join(list_templates()) or '(none installed)'}")
 
-# %% ../nbs/85_jobs.ipynb #51864881
+# %% ../nbs/85_jobs.ipynb #55cddacf
 _MARK = 'MLOPS_NB_JOB '
 
 def _failure(e)->tuple:
@@ -200,15 +214,20 @@ def _failure(e)->tuple:
     if type(e).__name__ == 'PapermillExecutionError':
         return e.cell_index, f"{e.ename}: {e.evalue}"
     name = type(e).__name__
-    if name == 'DeadKernelError': return None, f"the kernel died ({e}); the notebook may have run out of memory or crashed"
-    if name in ('CellTimeoutError', 'TimeoutError'): return None, f"a cell ran past the time limit: {str(e).splitlines()[0].rstrip('.')}"
+    if name == 'DeadKernelError':
+        return None, f"the kernel died ({e}); the notebook may have run out of memory or crashed"
+    if name in ('CellTimeoutError', 'TimeoutError'):
+        return None, f"a cell ran past the time limit: {str(e).splitlines()[0].rstrip('.')}"
     return None, f"{name}: {e}"
 
+# %% ../nbs/85_jobs.ipynb #91f73650
 def _running_cell(nb:dict)->int|None:
     "The index of the last cell that started in an executed notebook (the one a timeout stopped), or `None`"
-    started = [i for i,c in enumerate(nb.get('cells', [])) if c.get('metadata', {}).get('papermill', {}).get('start_time')]
+    started = [i for i,c in enumerate(nb.get('cells', [])) if c.get('metadata', {}).get('papermill',
+                                                                                        {}).get('start_time')]
     return started[-1] if started else None
 
+# %% ../nbs/85_jobs.ipynb #40313b06
 @contextlib.contextmanager
 def _kernel_stderr():
     "While the block runs, send fd 2, which the kernel inherits, to a scratch file (not the kernel's zmq traceback on a timeout)"
@@ -220,6 +239,7 @@ def _kernel_stderr():
         try: yield
         finally: sys.stderr.flush(); os.dup2(saved, 2); os.close(saved)
 
+# %% ../nbs/85_jobs.ipynb #0ee0cbd7
 def _log_worker():
     "The logger process: open the job's MLflow run, wait for the outcome on stdin, log it"
     say = lambda **kw: print(_MARK + json.dumps(kw), flush=True)
@@ -247,12 +267,14 @@ def _log_worker():
     tracker.client.set_terminated(run_id, res.status)
     say(ok=True)
 
+# %% ../nbs/85_jobs.ipynb #d352f250
 class _Logger:
     "The parent's side of the logger process"
     def __init__(self, **open_msg):
         import subprocess
         self.proc = subprocess.Popen([sys.executable, '-c', 'from mlops_nb.jobs import _log_worker; _log_worker()'],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
         self.proc.stdin.write(json.dumps(open_msg) + '\n'); self.proc.stdin.flush()
     def _reply(self)->dict:
         for line in self.proc.stdout:
@@ -268,8 +290,25 @@ class _Logger:
         r = self._reply()   # the run is complete once the logger says so; its interpreter's exit is not waited for
         if not r.get('ok'): raise RuntimeError(f"Logging the job to MLflow failed: {r}")
 
+# %% ../nbs/85_jobs.ipynb #558b66c7
+def _log_job(tracker, res:JobResult, html:bool):
+    "Log the job's records, notebook, HTML rendering and error to its run"
+    nums = {k: float(v) for k,v in res.records.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    bad = {k for k in nums if not re.match(r'^[/\w.\- :]{1,250}$', k)}
+    if nums: tracker.log_metrics({k: v for k,v in nums.items() if k not in bad}, run_id=res.run_id)
+    if res.records: tracker.log_dict(res.records, 'records.json', run_id=res.run_id)
+    if res.output.exists(): tracker.log_artifact(res.output, run_id=res.run_id)
+    if html and res.output.with_suffix('.html').exists():
+        tracker.log_artifact(res.output.with_suffix('.html'), run_id=res.run_id)
+    if res.error:
+        tracker.set_tags({'mlops_nb.error': res.error[:5000],
+                          'mlops_nb.failed_cell': '' if res.failed_cell is None else str(res.failed_cell)},
+                         run_id=res.run_id)
+
 # %% ../nbs/85_jobs.ipynb #a46490df
-def render_html(path:str|Path)->Path:
+def render_html(
+    path:str|Path, # An executed notebook
+)->Path: # The `.html` file beside it
     "Render an executed notebook to HTML beside it; returns the HTML file"
     nbformat, nbconvert = _import_quietly('nbformat'), _import_quietly('nbconvert')
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(path), as_version=4))
@@ -330,20 +369,7 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
         raise JobFailed(f"{src.name} failed in {where}: {err}; {saved}; MLflow run {res.run_id}", res)
     return res
 
-# %% ../nbs/85_jobs.ipynb #c4e053fd
-def _log_job(tracker, res:JobResult, html:bool):
-    "Log the job's records, notebook, HTML rendering and error to its run"
-    nums = {k: float(v) for k,v in res.records.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    bad = {k for k in nums if not re.match(r'^[/\w.\- :]{1,250}$', k)}
-    if nums: tracker.log_metrics({k: v for k,v in nums.items() if k not in bad}, run_id=res.run_id)
-    if res.records: tracker.log_dict(res.records, 'records.json', run_id=res.run_id)
-    if res.output.exists(): tracker.log_artifact(res.output, run_id=res.run_id)
-    if html and res.output.with_suffix('.html').exists(): tracker.log_artifact(res.output.with_suffix('.html'), run_id=res.run_id)
-    if res.error:
-        tracker.set_tags({'mlops_nb.error': res.error[:5000],
-                          'mlops_nb.failed_cell': '' if res.failed_cell is None else str(res.failed_cell)}, run_id=res.run_id)
-
-# %% ../nbs/85_jobs.ipynb #12d6457b
+# %% ../nbs/85_jobs.ipynb #0426824e
 def _scheduler(blocking:bool=False):
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -353,6 +379,7 @@ def _scheduler(blocking:bool=False):
     return cls(jobstores={'default': SQLAlchemyJobStore(url=url)}, job_defaults={'coalesce': True, 'max_instances': 1,
                                                                                    'misfire_grace_time': 3600})
 
+# %% ../nbs/85_jobs.ipynb #1c02bd9d
 @contextlib.contextmanager
 def _job_store():
     "`(store, scheduler)`: the job store opened directly, and a scheduler that is never started (it only owns the jobs)"
@@ -364,9 +391,11 @@ def _job_store():
     try: yield store, sched
     finally: store.shutdown()
 
+# %% ../nbs/85_jobs.ipynb #97f61f0d
 class ScheduleError(ValueError):
     "A schedule can't be stored as given: a bad name or cron expression, or a name already in use"
 
+# %% ../nbs/85_jobs.ipynb #e4e36b6b
 _DOW = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
 
 def _cron_weekdays(field:str)->str:
@@ -384,6 +413,7 @@ def _cron_weekdays(field:str)->str:
         days |= {d % 7 for d in range(lo, hi + 1, int(step) if step else 1)}
     return ','.join(_DOW[d] for d in sorted(days))
 
+# %% ../nbs/85_jobs.ipynb #6698e3a6
 def _cron(expr:str):
     "An APScheduler trigger for a five-field cron expression that fires at least once"
     from datetime import datetime, timezone
@@ -399,17 +429,35 @@ def _cron(expr:str):
         raise ScheduleError(f"Cron expression {expr!r} never fires (no such date, e.g. 31 February): {hint}")
     return trigger
 
-def run_scheduled(notebook:str, parameters:dict, experiment:str, schedule:str, cron:str|None=None):
+# %% ../nbs/85_jobs.ipynb #5669aab0
+def run_scheduled(
+    notebook:str, # The notebook path
+    parameters:dict, # Its parameters, already checked
+    experiment:str, # The MLflow experiment of the runs
+    schedule:str, # The schedule's name, put on the run as a tag
+    cron:str|None=None, # The cron expression, for display
+):
     "What the scheduler calls: run the job, tagged with its schedule's name (`cron` is kept for display)"
-    run_notebook(notebook, parameters, experiment=experiment, tags={'mlops_nb.schedule': schedule}, raise_on_error=False)
+    run_notebook(notebook, parameters, experiment=experiment, tags={'mlops_nb.schedule': schedule},
+                 raise_on_error=False)
 
-# %% ../nbs/85_jobs.ipynb #97d84a16
+# %% ../nbs/85_jobs.ipynb #922a2695
 def _check_schedule_name(name)->str:
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
         raise ScheduleError(f"Bad schedule name {name!r}: give 1 to 200 printable characters, e.g. 'nightly-drift'")
     if "'" in name and '"' in name: raise ScheduleError(f"Bad schedule name {name!r}: use ' or \", not both")
     return name
 
+def _cron_of(job)->str:
+    "The cron string a job was scheduled with (rebuilt from the trigger for jobs stored before it was kept)"
+    if job.kwargs.get('cron'): return job.kwargs['cron']
+    f = {x.name: str(x) for x in job.trigger.fields}
+    return ' '.join(f[k] for k in ('minute', 'hour', 'day', 'month', 'day_of_week'))
+
+# %% ../nbs/85_jobs.ipynb #69f9d81e
+def _describe(job)->str: return f"{job.kwargs['notebook']} at '{_cron_of(job)}' with {job.kwargs['parameters']}"
+
+# %% ../nbs/85_jobs.ipynb #709cef1c
 def schedule_job(name:str, # The schedule's name (unique)
                  notebook:str|Path, # A notebook path or a shipped template's name
                  cron:str, # When to run: 'minute hour day month weekday' (weekday 0 or 7 is Sunday)
@@ -437,23 +485,36 @@ def schedule_job(name:str, # The schedule's name (unique)
         else: store.update_job(job)
     return {'name': name, 'notebook': str(src), 'cron': cron, 'parameters': params, 'next_run': job.next_run_time}
 
-def _cron_of(job)->str:
-    "The cron string a job was scheduled with (rebuilt from the trigger for jobs stored before it was kept)"
-    if job.kwargs.get('cron'): return job.kwargs['cron']
-    f = {x.name: str(x) for x in job.trigger.fields}
-    return ' '.join(f[k] for k in ('minute', 'hour', 'day', 'month', 'day_of_week'))
-
-def _describe(job)->str: return f"{job.kwargs['notebook']} at '{_cron_of(job)}' with {job.kwargs['parameters']}"
-
+# %% ../nbs/85_jobs.ipynb #420e210a
 def list_schedules():
     "The scheduled jobs as a DataFrame: name, notebook, cron, parameters, next run"
     import pandas as pd
     with _job_store() as (store, _):
-        rows = [{'name': j.id, 'notebook': j.kwargs['notebook'], 'cron': _cron_of(j), 'parameters': j.kwargs['parameters'],
+        rows = [{'name': j.id, 'notebook': j.kwargs['notebook'], 'cron': _cron_of(j),
+                 'parameters': j.kwargs['parameters'],
                  'next_run': j.next_run_time} for j in store.get_all_jobs()]
     return pd.DataFrame(rows, columns=['name', 'notebook', 'cron', 'parameters', 'next_run'])
 
-def unschedule(name:str):
+# %% ../nbs/85_jobs.ipynb #b536e4a9
+def _filter_value(v:str)->str:
+    "`v` quoted for an MLflow filter string"
+    if "'" not in v: return f"'{v}'"
+    if '"' not in v: return f'"{v}"'
+    raise ValueError(f"{v!r} can't be used in an MLflow filter: it holds both ' and \"")
+
+def job_history(
+    schedule:str|None=None, # A schedule's name; every job when None
+    experiment:str='reports', # The MLflow experiment of the jobs
+): # A DataFrame of runs
+    "Past job runs from MLflow, newest first; only those of `schedule` if given"
+    from mlops_nb.tracking import ExperimentTracker
+    flt = f"tags.`mlops_nb.schedule` = {_filter_value(schedule)}" if schedule else "tags.`mlops_nb.job` = 'notebook'"
+    return ExperimentTracker(experiment_name=experiment).runs(flt)
+
+# %% ../nbs/85_jobs.ipynb #973bce88
+def unschedule(
+    name:str, # The schedule's name
+):
     "Remove a scheduled job"
     from apscheduler.jobstores.base import JobLookupError
     with _job_store() as (store, _):
@@ -463,6 +524,7 @@ def unschedule(name:str):
             raise KeyError(f"No schedule named {name!r} in the workspace {get_settings().home}; "
                            f"the schedules there are: {names}") from None
 
+# %% ../nbs/85_jobs.ipynb #38258d92
 def run_scheduler():
     "Run the scheduled jobs in this process until interrupted (what `mlops-nb schedule run` does); Ctrl-C or SIGTERM stops it"
     import signal
@@ -474,15 +536,3 @@ def run_scheduler():
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)
         if sched.running: sched.shutdown(wait=False)
-
-def _filter_value(v:str)->str:
-    "`v` quoted for an MLflow filter string"
-    if "'" not in v: return f"'{v}'"
-    if '"' not in v: return f'"{v}"'
-    raise ValueError(f"{v!r} can't be used in an MLflow filter: it holds both ' and \"")
-
-def job_history(schedule:str|None=None, experiment:str='reports'):
-    "Past job runs from MLflow, newest first; only those of `schedule` if given"
-    from mlops_nb.tracking import ExperimentTracker
-    flt = f"tags.`mlops_nb.schedule` = {_filter_value(schedule)}" if schedule else "tags.`mlops_nb.job` = 'notebook'"
-    return ExperimentTracker(experiment_name=experiment).runs(flt)

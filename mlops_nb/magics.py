@@ -17,9 +17,11 @@ from IPython.display import HTML
 __all__ = ['quiet_libraries', 'run_cell_once', 'track_summary', 'MlopsMagics', 'backend_health', 'load_ipython_extension',
            'unload_ipython_extension']
 
-# %% ../nbs/80_magics.ipynb #3072cc61
+# %% ../nbs/80_magics.ipynb #797a871e
 @contextlib.contextmanager
-def quiet_libraries(names=('mlflow', 'alembic'), level:int=logging.WARNING):
+def quiet_libraries(names=('mlflow', 'alembic'), # Logger names
+                    level:int=logging.WARNING, # The lowest level still shown during the block
+                   ):
     "Keep the INFO chatter of `names`' loggers out of the notebook for the block"
     loggers = [logging.getLogger(n) for n in names]
     before = [lg.level for lg in loggers]
@@ -28,6 +30,7 @@ def quiet_libraries(names=('mlflow', 'alembic'), level:int=logging.WARNING):
     finally:
         for lg, lv in zip(loggers, before): lg.setLevel(lv)
 
+# %% ../nbs/80_magics.ipynb #1fefc27f
 def _add_line(e:BaseException, line:str):
     "Show `line` after the traceback that `e` will render"
     prev = getattr(e, '_render_traceback_', None)
@@ -38,12 +41,15 @@ def _add_line(e:BaseException, line:str):
         return [''.join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip(), line]
     with contextlib.suppress(AttributeError, TypeError): e._render_traceback_ = render
 
+# %% ../nbs/80_magics.ipynb #2ae2ef07
 def _one_line(e:BaseException)->BaseException:
     "An error shown as its one-line message, without our frames"
     with contextlib.suppress(AttributeError, TypeError): e._render_traceback_ = lambda: [f'{type(e).__name__}: {e}']
     return e
 
-def run_cell_once(shell, cell:str):
+def run_cell_once(shell, # An IPython `InteractiveShell`
+                  cell:str, # The cell's source
+                 ):
     "Run `cell` as a notebook cell; on an error, raise it carrying the traceback the cell rendered, so it is shown once"
     shown, had = [], '_showtraceback' in shell.__dict__
     prev = shell.__dict__.get('_showtraceback')
@@ -59,11 +65,17 @@ def run_cell_once(shell, cell:str):
         with contextlib.suppress(AttributeError, TypeError): err._render_traceback_ = lambda: stb
     raise err
 
-def track_summary(tracker, run, params:dict, metrics:dict)->str:
+# %% ../nbs/80_magics.ipynb #9d5fc235
+def track_summary(tracker, # The `ExperimentTracker` the run is in
+                  run, # The MLflow run
+                  params:dict, # The params logged
+                  metrics:dict, # The metrics logged
+                 )->str:
     "One line: the run's name and id, what was logged, where to look"
     fmt = lambda d: ', '.join(f'{k}={v!r}' if isinstance(v, str) else f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
                               for k, v in d.items())
-    logged = '; '.join(x for x in (f'params {fmt(params)}' if params else '', f'metrics {fmt(metrics)}' if metrics else '') if x)
+    logged = '; '.join(x for x in (f'params {fmt(params)}' if params else '',
+                                   f'metrics {fmt(metrics)}' if metrics else '') if x)
     return (f"✔ run {run.info.run_name!r} ({run.info.run_id}) in experiment {tracker.experiment_name!r}: "
             f"{logged or 'no params or metrics named'}; the cell as cell.py. See it: %runs {tracker.experiment_name} "
             f"or {tracker.ui_command()}")
@@ -104,7 +116,8 @@ class MlopsMagics(Magics):
         except BaseException as e:
             if run is not None:
                 _add_line(e, f"%%track: run {run.info.run_name!r} ({run.info.run_id}) in experiment "
-                             f"{tracker.experiment_name!r} was marked {'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'}")
+                             f"{tracker.experiment_name!r} was marked "
+                             f"{'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'}")
             raise
         print(track_summary(tracker, run, params, metrics))
         return None
@@ -154,46 +167,54 @@ class MlopsMagics(Magics):
         from mlops_nb.config import get_settings
         return HTML(_health_html(get_settings()))
 
-# %% ../nbs/80_magics.ipynb #e3960c28
+# %% ../nbs/80_magics.ipynb #45859724
 def _check(fn)->str:
     import time
     t0 = time.perf_counter()
     try: fn(); return f'✔ ok ({(time.perf_counter() - t0)*1000:.0f} ms)'
     except Exception as e: return f'✘ {type(e).__name__}: {str(e).splitlines()[0][:200]}'
 
-def backend_health(settings)->dict:
+def backend_health(settings, # `Settings`, e.g. `get_settings()`
+                  )->dict:
     "Setting -> '✔ ok (n ms)' or '✘ error' for the tracking store, the Optuna storage and the online store"
     import os
-    from mlops_nb.config import sqlite_path, _scheme
+    from mlops_nb.config import sqlite_path, url_scheme
     def tracking():
         from mlops_nb.tracking import prepare_store
         prepare_store(settings.tracking_uri, settings.artifacts, timeout=3)
     def optuna_storage():
         u = settings.optuna_storage
-        if sqlite_path(u) is not None: return os.access(sqlite_path(u).parent if sqlite_path(u).parent.exists() else settings.home.parent, os.W_OK) or 1/0
-        if _scheme(u) in ('redis', 'rediss', 'unix'):
+        if sqlite_path(u) is not None:
+            return os.access(sqlite_path(u).parent if sqlite_path(u).parent.exists() else settings.home.parent,
+                             os.W_OK) or 1/0
+        if url_scheme(u) in ('redis', 'rediss', 'unix'):
             import redis; return redis.Redis.from_url(u, socket_connect_timeout=2).ping()
         import sqlalchemy; sqlalchemy.create_engine(u).connect().close()
     def online():
         u = settings.online_store
-        if _scheme(u) in ('redis', 'rediss', 'unix'):
+        if url_scheme(u) in ('redis', 'rediss', 'unix'):
             import redis; return redis.Redis.from_url(u, socket_connect_timeout=2).ping()
         p = sqlite_path(u)
         return os.access(p.parent if p.parent.exists() else settings.home.parent, os.W_OK) or 1/0
     return {'tracking_uri': _check(tracking), 'optuna_storage': _check(optuna_storage), 'online_store': _check(online)}
 
+# %% ../nbs/80_magics.ipynb #98ef412b
 def _health_html(s)->str:
-    from mlops_nb.config import _html_table
+    from mlops_nb.display import html_table
     h = backend_health(s)
     rows = [(k, v, s.sources[k], h.get(k, '')) for k,v in s.as_dict().items()]
-    return '<b>mlops_nb workspace</b>' + _html_table(rows, ('setting', 'value', 'from', 'health'))
+    return '<b>mlops_nb workspace</b>' + html_table(rows, ('setting', 'value', 'from', 'health'))
 
 # %% ../nbs/80_magics.ipynb #ca5e6d0e
-def load_ipython_extension(ip):
+def load_ipython_extension(
+    ip, # The IPython shell
+):
     "Called by `%load_ext mlops_nb` (or `mlops_nb.magics`)"
     ip.register_magics(MlopsMagics)
 
-def unload_ipython_extension(ip):
+def unload_ipython_extension(
+    ip, # The IPython shell
+):
     "Called by `%unload_ext`: remove the magics"
     mm = ip.magics_manager
     for kind in ('line', 'cell'):

@@ -21,12 +21,18 @@ from .config import get_settings, ensure_dir, sqlite_path, redact
 __all__ = ['suggest', 'default_space', 'HyperparameterOptimizer', 'SearchChangedError', 'history_figure']
 
 # %% ../nbs/02_tuning.ipynb #6ce89eba
-def suggest(trial, space)->dict:
+def suggest(
+    trial, # An Optuna trial
+    space, # `{name: optuna distribution}` (as `default_space` gives), or a function `trial -> dict`
+)->dict: # `{name: value}`
     "The params of `trial` for `space`: a dict of `optuna.distributions` or a function `trial -> dict`"
     if callable(space): return dict(space(trial))
     return {k: trial._suggest(k, d) for k,d in space.items()}
 
-def default_space(task:str='classification')->dict:
+# %% ../nbs/02_tuning.ipynb #cb0aaab9
+def default_space(
+    task:str='classification', # 'classification' or 'regression'
+)->dict:
     "The seed's XGBoost space, mapped to scikit-learn's gradient boosting"
     from optuna.distributions import IntDistribution as I, FloatDistribution as F
     return {'n_estimators': I(50, 500), 'max_depth': I(2, 10), 'learning_rate': F(0.001, 0.3, log=True),
@@ -88,6 +94,7 @@ def _setup(self:HyperparameterOptimizer, y_train):
     if self.direction is None: self.direction = 'minimize' if self.metric in _LOWER_IS_BETTER else 'maximize'
     return task
 
+# %% ../nbs/02_tuning.ipynb #d358b5f1
 @patch
 def _score(self:HyperparameterOptimizer, model, X_val, y_val, task)->float:
     from mlops_nb.tracking import evaluate_model
@@ -99,8 +106,15 @@ def _score(self:HyperparameterOptimizer, model, X_val, y_val, task)->float:
                          f"this validation set or the model predicts NaN")
     return m[self.metric]
 
+# %% ../nbs/02_tuning.ipynb #88d872d9
 @patch
-def objective(self:HyperparameterOptimizer, trial, X_train, y_train, X_val, y_val)->float:
+def objective(self:HyperparameterOptimizer,
+    trial, # An Optuna trial
+    X_train, # Training features
+    y_train, # Training target
+    X_val, # Validation features
+    y_val, # Validation target
+)->float: # The score
     "Train the model with the trial's params and return its validation score (the seed's method)"
     import optuna
     from sklearn.base import clone
@@ -149,8 +163,10 @@ def _storage(self:HyperparameterOptimizer):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(self.storage, heartbeat_interval=self.heartbeat_interval,
-                                          grace_period=self.grace_period, heartbeat_stale_trial_callback=self._log_stale)
+                                          grace_period=self.grace_period,
+                                          heartbeat_stale_trial_callback=self._log_stale)
 
+# %% ../nbs/02_tuning.ipynb #3fbebaa6
 @patch
 def _check_resume(self:HyperparameterOptimizer):
     "Refuse to continue a study whose trials were run with another metric or search space"
@@ -158,7 +174,8 @@ def _check_resume(self:HyperparameterOptimizer):
     old = self.study.user_attrs.get('metric')
     if old is not None and old != self.metric:
         raise SearchChangedError(f"study {self.study_name!r} was searched with metric {old!r}, not {self.metric!r}; its "
-                                 f"trials can't be compared: pass metric={old!r} to continue it, or another study_name to start a new one")
+                                 f"trials can't be compared: pass metric={old!r} to continue it, or another "
+                                 f"study_name to start a new one")
     done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     self._known_space = {}
     for t in done: self._known_space.update(t.distributions)
@@ -172,6 +189,7 @@ def _check_resume(self:HyperparameterOptimizer):
                                          f"or another study_name to start a new one")
     if old is None: self.study.set_user_attr('metric', self.metric)
 
+# %% ../nbs/02_tuning.ipynb #6fe9aafd
 @patch
 def _check_trial_space(self:HyperparameterOptimizer, trial):
     "For a space given as a function: a param of this trial drawn from another distribution than the study's trials"
@@ -180,6 +198,7 @@ def _check_trial_space(self:HyperparameterOptimizer, trial):
             raise SearchChangedError(f"study {self.study_name!r} has trials with {k} from {self._known_space[k]}, this one "
                                      f"draws it from {d}; use the study's space to continue it, or another study_name to start a new one")
 
+# %% ../nbs/02_tuning.ipynb #cec28fcc
 @patch
 def _open_study(self:HyperparameterOptimizer):
     "Create or load the study; create or find its MLflow parent run"
@@ -196,7 +215,8 @@ def _open_study(self:HyperparameterOptimizer):
                                          sampler=sampler, pruner=pruner)
         self.study.set_user_attr('metric', self.metric)
         run = self.tracker.client.create_run(self.tracker.experiment_id, run_name=self.study_name,
-                  tags={'mlops_nb.kind': 'study', 'optuna.study_name': self.study_name, 'optuna.storage': redact(self.storage)})
+                  tags={'mlops_nb.kind': 'study', 'optuna.study_name': self.study_name,
+                        'optuna.storage': redact(self.storage)})
         self.tracker.log_params({'n_trials': self.n_trials, 'metric': self.metric, 'direction': self.direction,
                                  'model': type(self.model).__name__}, run_id=run.info.run_id)
         self.study.set_user_attr('mlflow_parent_run_id', run.info.run_id)
@@ -214,6 +234,7 @@ def _open_study(self:HyperparameterOptimizer):
     if self.parent_run_id: self.tracker.client.update_run(self.parent_run_id, status='RUNNING')
     return self.study
 
+# %% ../nbs/02_tuning.ipynb #77a836dd
 @patch
 def _log_trial(self:HyperparameterOptimizer, study, frozen):
     "Optuna callback: queue the trial's child run, written by a background thread while the next trial runs"
@@ -221,6 +242,7 @@ def _log_trial(self:HyperparameterOptimizer, study, frozen):
         self._ran.append(frozen)
         self._writes.append(self._writer.submit(self._write_trial, frozen))
 
+# %% ../nbs/02_tuning.ipynb #1fef0488
 @patch
 def _log_stale(self:HyperparameterOptimizer, study, frozen):
     "Optuna's callback for a trial it found stale (no heartbeat) and marked FAIL: its child run says why"
@@ -240,7 +262,8 @@ def _write_trial(self:HyperparameterOptimizer, frozen):
                        start_time=int(frozen.datetime_start.timestamp()*1000) if frozen.datetime_start else None)
     ts = int(time.time()*1000)
     metrics = [Metric(self.metric, float(v), ts, int(step)) for step, v in sorted(frozen.intermediate_values.items())]
-    if frozen.value is not None: metrics.append(Metric(self.metric, float(frozen.value), ts, int(max(frozen.intermediate_values, default=0))))
+    if frozen.value is not None:
+        metrics.append(Metric(self.metric, float(frozen.value), ts, int(max(frozen.intermediate_values, default=0))))
     c.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k,v in frozen.params.items()])
     status = {'COMPLETE': 'FINISHED', 'PRUNED': 'KILLED', 'FAIL': 'FAILED'}.get(state, 'FAILED')
     c.set_terminated(run.info.run_id, status,
@@ -248,7 +271,13 @@ def _write_trial(self:HyperparameterOptimizer, frozen):
 
 # %% ../nbs/02_tuning.ipynb #9ba69dba
 @patch
-def optimize(self:HyperparameterOptimizer, X_train, y_train, X_val, y_val, *, n_trials:int|None=None)->tuple:
+def optimize(self:HyperparameterOptimizer,
+    X_train, # Training features
+    y_train, # Training target
+    X_val, # Validation features
+    y_val, # Validation target
+    *, n_trials:int|None=None, # Trials to run; the optimizer's by default
+)->tuple:
     "Run the search; returns `(best_params, best_value)` (the seed's call)"
     import optuna
     from concurrent.futures import ThreadPoolExecutor
@@ -273,7 +302,8 @@ def optimize(self:HyperparameterOptimizer, X_train, y_train, X_val, y_val, *, n_
                            show_progress_bar=self.show_progress_bar)
     except KeyboardInterrupt:
         status = 'KILLED'
-        warnings.warn(f"search interrupted: {len(study.trials)} trials kept in study {self.study_name!r}; call optimize() again to continue")
+        warnings.warn(f"search interrupted: {len(study.trials)} trials kept in study {self.study_name!r}; call "
+                      f"optimize() again to continue")
     finally:
         self._writer.shutdown(wait=True); self._writer = None
         for f in self._writes:
@@ -301,6 +331,7 @@ def best_value(self:HyperparameterOptimizer):
     try: return self.study.best_value
     except (ValueError, AttributeError): return None
 
+# %% ../nbs/02_tuning.ipynb #6f5b8be9
 @patch
 def get_importance(self:HyperparameterOptimizer)->dict:
     "Importance of each hyperparameter (Optuna 5's PED-ANOVA); {} with fewer than two finished trials"
@@ -308,7 +339,11 @@ def get_importance(self:HyperparameterOptimizer)->dict:
     if self.study is None or len([t for t in self.study.trials if t.state.name == 'COMPLETE']) < 2: return {}
     return {k: float(v) for k,v in optuna.importance.get_param_importances(self.study).items()}
 
-def history_figure(study, metric:str='value'):
+# %% ../nbs/02_tuning.ipynb #51e8a69b
+def history_figure(
+    study, # An Optuna study
+    metric:str='value', # The axis label of the objective
+): # A matplotlib `Figure`
     "Each trial's value and the best value so far, against the trial number"
     from mlops_nb.figures import new_figure
     done = [t for t in study.trials if t.state.name == 'COMPLETE']
@@ -316,11 +351,13 @@ def history_figure(study, metric:str='value'):
     if done:
         x, y = [t.number for t in done], [t.value for t in done]
         best = (max if study.direction.name == 'MAXIMIZE' else min)
-        ax.plot(x, y, 'o', alpha=0.6, label='trial'); ax.step(x, [best(y[:i+1]) for i in range(len(y))], where='post', label='best so far')
+        ax.plot(x, y, 'o', alpha=0.6, label='trial'); ax.step(x, [best(y[:i+1]) for i in range(len(y))], where='post',
+                                                              label='best so far')
         ax.legend()
     ax.set(xlabel='trial', ylabel=metric, title=f'Optimisation history: {study.study_name}'); ax.grid(alpha=0.3)
     return fig
 
+# %% ../nbs/02_tuning.ipynb #2e0c547a
 @patch
 def _log_study(self:HyperparameterOptimizer, status:str):
     "Best params, importances and the history figure on the parent run"
@@ -333,7 +370,8 @@ def _log_study(self:HyperparameterOptimizer, status:str):
     imp = self.get_importance()
     m.update({f'importance.{k}': v for k,v in imp.items()})
     self.tracker.log_metrics(m, run_id=rid); self.tracker.flush()
-    c.log_dict(rid, {'best_params': self.best_params, 'best_value': self.best_value, 'importance': imp}, 'study/best.json')
+    c.log_dict(rid, {'best_params': self.best_params, 'best_value': self.best_value, 'importance': imp},
+               'study/best.json')
     c.log_figure(rid, history_figure(self.study, self.metric), 'study/optimization_history.png')
     c.set_tag(rid, 'best_params', str(self.best_params)[:5000])
     c.set_terminated(rid, status)

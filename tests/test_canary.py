@@ -134,3 +134,24 @@ def test_champion_moved_with_mlflows_own_api_ends_the_rollout(three_versions):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert cd.advance(force=True)['status'] == 'ended'              # ended once, quietly after that
+
+
+def test_route_is_the_servers_route():
+    "The canary owns the routing hash; until the server imports it from there, both must send every key to the same variant"
+    from mlops_nb.models.canary import route
+    from mlops_nb.models import serving
+    pinned = {'user-1': '1', 'user-3': '1', 'user-4': '2', 'user-8': '1'}
+    assert {k: route({'1': 0.8, '2': 0.2}, k, salt='cancer') for k in pinned} == pinned
+    for split in ({'1': 0.8, '2': 0.2}, {'a': 0.5, 'b': 0.25, 'c': 0.25}, {'x': 0.0, 'y': 1.0}):
+        for salt in ('canary', 'cancer'):
+            assert [route(split, f'k{i}', salt) for i in range(300)] == [serving.route(split, f'k{i}', salt) for i in range(300)]
+
+
+def test_canary_does_not_import_the_server():
+    "canary -> serving was one edge of the import circle lineage -> canary -> serving -> lineage"
+    import ast, inspect
+    from mlops_nb.models import canary
+    tree = ast.parse(inspect.getsource(canary))
+    names = [n.module or '' for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+            [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in names if 'serving' in m], names

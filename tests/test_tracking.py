@@ -220,3 +220,178 @@ def test_tracking_server_behind_basic_auth_by_url_with_credentials(mlflow_server
             ExperimentTracker(f'http://alice:wrong-pw@127.0.0.1:{proxy.port}', 'behind-auth')
         assert 'wrong-pw' not in str(e.value) and 'alice:***@' in str(e.value)
     finally: proxy.close()
+
+
+# ---------------------------------------------------------------- the metric writer: direct SQL path and log_batch
+def _batches(seed=0, n=3, size=700):
+    "Metric batches that exercise every rule: out-of-order steps, ties, duplicates within and across batches, NaN, ±inf"
+    import random
+    from mlflow.entities import Metric
+    rnd, keys = random.Random(seed), ['loss', 'acc', 'val/f1 score', 'lr']
+    special = [float('nan'), float('inf'), float('-inf'), 0.0, -1e-300, 1e308]
+    out, prev = [], []
+    for b in range(n):
+        batch = []
+        for _ in range(size):
+            v = rnd.choice(special) if rnd.random() < 0.1 else rnd.uniform(-5, 5)
+            batch.append(Metric(rnd.choice(keys), v, 1_700_000_000_000 + rnd.randrange(50), rnd.randrange(40)))
+        batch += rnd.sample(batch, 20) + rnd.sample(prev, min(20, len(prev)))   # duplicates, in and across batches
+        rnd.shuffle(batch)
+        out.append(batch); prev = batch
+    return out, keys
+
+
+def _stored(client, engine, run_id, keys):
+    "What a run holds: every value in its history, its latest values through MlflowClient, and its latest_metrics rows"
+    import sqlalchemy as sa
+    hist = {k: sorted((m.step, m.timestamp, repr(m.value)) for m in client.get_metric_history(run_id, k)) for k in keys}
+    latest = {k: repr(v) for k, v in client.get_run(run_id).data.metrics.items()}
+    with engine.connect() as c:
+        rows = sorted(tuple(r) for r in c.execute(sa.text(
+            'SELECT key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid = :r'), {'r': run_id}))
+        raw = sorted(tuple(r) for r in c.execute(sa.text(
+            'SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = :r'), {'r': run_id}))
+    return hist, latest, rows, raw
+
+
+def _same_as_log_batch(tracker):
+    "Write the same batches with log_batch and with the tracker's writer; both runs must hold exactly the same"
+    from mlops_nb.tracking_store import MetricWriter
+    c = tracker.client
+    a, b = (c.create_run(tracker.experiment_id).info.run_id for _ in range(2))
+    batches, keys = _batches()
+    w = MetricWriter(c)
+    assert w.path == 'sql', w.reason
+    for batch in batches:
+        for i in range(0, len(batch), 1000): c.log_batch(a, metrics=batch[i:i + 1000])
+        w(b, batch)
+    assert w.path == 'sql', w.reason                       # no write fell back
+    engine = c._tracking_client.store.engine
+    got_a, got_b = _stored(c, engine, a, keys), _stored(c, engine, b, keys)
+    assert sum(len(h) for h in got_b[0].values()) > 1500    # the histories hold what was written...
+    assert got_b == got_a                                  # ...and exactly what log_batch stores
+    return w
+
+
+def test_direct_path_writes_exactly_what_log_batch_writes_on_sqlite(workspace):
+    from mlops_nb.tracking import ExperimentTracker
+    _same_as_log_batch(ExperimentTracker(experiment_name='paths'))
+
+
+def test_direct_path_writes_exactly_what_log_batch_writes_on_postgresql(postgres_db, workspace):
+    from mlops_nb.tracking import ExperimentTracker
+    tracker = ExperimentTracker(postgres_db.replace('postgresql://', 'postgresql+psycopg://'), 'paths-pg')
+    try:
+        w = _same_as_log_batch(tracker)
+        assert w.reason.startswith('postgresql store, schema ')
+    finally: tracker.client._tracking_client.store.engine.dispose()
+
+
+def test_installed_mlflow_makes_a_schema_the_direct_path_was_tested_on(workspace):
+    "Fails on purpose after an MLflow upgrade with a new schema: rerun the equality tests, then add the revision"
+    from mlflow.store.db.utils import _get_alembic_config
+    from alembic.script import ScriptDirectory
+    from mlops_nb.tracking_store import TESTED_SCHEMAS, read_schema, schema_problem
+    from mlops_nb.tracking import ExperimentTracker
+    t = ExperimentTracker(experiment_name='schema')
+    engine = t.client._tracking_client.store.engine
+    head = ScriptDirectory.from_config(_get_alembic_config(str(engine.url))).get_current_head()
+    assert read_schema(engine)['revision'] == [head]
+    assert head in TESTED_SCHEMAS, f"MLflow's store schema is now {head}: check the direct path against it"
+    assert schema_problem(read_schema(engine)) is None
+    assert t._buffer.write.path == 'sql'
+
+
+def _log_and_read(tracker, n=2500):
+    with tracker.run('values') as r:
+        for i in range(n): tracker.log_metric('loss', 1 / (i + 1), timestamp=1_700_000_000_000 + i)
+        tracker.log_metric('acc', float('nan'))
+    c = tracker.client
+    hist = c.get_metric_history(r.info.run_id, 'loss')
+    assert sorted(m.step for m in hist) == list(range(n)) and len({m.step for m in hist}) == n   # all, once each
+    assert c.get_run(r.info.run_id).data.metrics['loss'] == 1 / n
+    return r.info.run_id
+
+
+def test_unknown_schema_revision_falls_back_to_log_batch_on_a_sqlite_copy(workspace, tmp_path, caplog):
+    import logging, shutil, sqlite3
+    from mlops_nb.tracking import ExperimentTracker
+    copy = tmp_path / 'copy.db'
+    shutil.copy(workspace.home / 'mlflow.db', copy)
+    t = ExperimentTracker(f'sqlite:///{copy}', 'other-schema')   # MLflow checks the revision when it opens a store
+    with sqlite3.connect(copy) as db: db.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    with caplog.at_level(logging.DEBUG, logger='mlops_nb.tracking'):
+        _log_and_read(t)
+    assert t._buffer.write.path == 'log_batch'
+    assert t._buffer.write.reason.startswith('schema revision ffffffffffff is not one the direct path was tested')
+    assert any('log_batch path (schema revision ffffffffffff' in m for m in caplog.messages), caplog.messages
+
+
+def test_changed_metrics_columns_fall_back_to_log_batch(workspace):
+    import sqlite3
+    from mlops_nb.tracking import ExperimentTracker
+    t = ExperimentTracker(experiment_name='new-column')
+    with sqlite3.connect(workspace.home / 'mlflow.db') as db: db.execute("ALTER TABLE metrics ADD COLUMN origin TEXT")
+    _log_and_read(t)
+    assert t._buffer.write.path == 'log_batch' and 'table metrics has columns' in t._buffer.write.reason
+
+
+def test_unknown_schema_revision_falls_back_to_log_batch_on_postgresql(postgres_db, workspace):
+    import psycopg
+    from mlops_nb.tracking import ExperimentTracker
+    t = ExperimentTracker(postgres_db.replace('postgresql://', 'postgresql+psycopg://'), 'other-schema-pg')
+    try:
+        with psycopg.connect(postgres_db, autocommit=True) as c:
+            c.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+        _log_and_read(t, n=1200)
+        assert t._buffer.write.path == 'log_batch'
+    finally: t.client._tracking_client.store.engine.dispose()
+
+
+def test_sql_error_in_the_transaction_falls_back_without_losing_values(workspace, monkeypatch):
+    "A SQL error after the values were inserted rolls them back; log_batch then writes each value once"
+    import sqlalchemy as sa
+    import mlops_nb.tracking_store as ts
+    from mlops_nb.tracking import ExperimentTracker
+    t = ExperimentTracker(experiment_name='sql-error')
+    def broken(conn, *a): conn.execute(sa.text('SELECT * FROM no_such_table'))
+    monkeypatch.setattr(ts, '_merge_latest', broken)
+    _log_and_read(t)
+    assert t._buffer.write.path == 'log_batch'
+    assert t._buffer.write.reason.startswith('the direct path failed (OperationalError: ')
+
+
+def test_error_after_a_committed_write_falls_back_without_duplicates(workspace, monkeypatch):
+    "The direct path committed, then failed (a dropped connection, say): log_batch's duplicate check drops the values"
+    import sqlalchemy as sa
+    from mlops_nb.tracking_store import MetricWriter
+    from mlops_nb.tracking import ExperimentTracker
+    real = MetricWriter._write_sql
+    def commit_then_fail(self, run_id, metrics):
+        real(self, run_id, metrics)
+        raise sa.exc.OperationalError('COMMIT', {}, Exception('connection lost'))
+    monkeypatch.setattr(MetricWriter, '_write_sql', commit_then_fail)
+    t = ExperimentTracker(experiment_name='committed')
+    _log_and_read(t)
+    assert t._buffer.write.path == 'log_batch'
+
+
+def test_when_both_paths_fail_the_error_reaches_the_caller_and_the_path_stays(workspace, monkeypatch):
+    from mlflow.entities import Metric
+    from mlops_nb.tracking_store import MetricWriter
+    from mlops_nb.tracking import ExperimentTracker, TrackingStoreError
+    t = ExperimentTracker(experiment_name='both-fail')
+    r = t.start_run('both fail')
+    w = t._buffer.write
+    assert w.path == 'sql'
+    def down(*a, **k): raise ConnectionError('store down')
+    monkeypatch.setattr(MetricWriter, '_write_sql', down)
+    monkeypatch.setattr(t.client, 'log_batch', down)
+    with pytest.raises(ConnectionError, match='store down'): w(r.info.run_id, [Metric('loss', 1.0, 1, 0)])
+    assert w.path == 'sql'
+    for i in range(10): t.log_metric('loss', float(i))
+    with pytest.raises(TrackingStoreError, match='10 metric values could not be written'): t.flush()
+    monkeypatch.undo()
+    t.end_run()
+    assert sorted(m.value for m in t.client.get_metric_history(r.info.run_id, 'loss')) == [float(i) for i in range(10)]
+    assert w.path == 'sql'

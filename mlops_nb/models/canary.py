@@ -15,15 +15,29 @@ name versions by the labels you gave them."""
 
 # %% ../../nbs/21_models.canary.ipynb #63e11e72
 from __future__ import annotations
-import json, math, time
+import hashlib, json, math, random, time
 from datetime import datetime, timezone
 from fastcore.basics import patch
 from .registry import ModelRegistry, CHAMPION, SPLIT_TAG, ROLLOUT_TAG
 
 # %% auto #0
-__all__ = ['CanaryDeployment', 'version_stats', 'p99', 'ks_binned', 'check_guardrails']
+__all__ = ['route', 'CanaryDeployment', 'version_stats', 'p99', 'ks_binned', 'check_guardrails']
 
-# %% ../../nbs/21_models.canary.ipynb #0f691f25
+# %% ../../nbs/21_models.canary.ipynb #07f14de8
+def route(split:dict, # `{variant: share}`, shares summing to 1, in the order the variants are tried
+          key:str|None=None, # A sticky key: the same key always gets the same variant; random without one
+          salt:str='canary', # Mixed into the hash so that two models split the same users differently
+         )->str: # The variant chosen
+    "The variant a request goes to: sticky by `key` (a hash), random by the split without one"
+    u = (int.from_bytes(hashlib.blake2b(f'{salt}:{key}'.encode(), digest_size=8).digest(),
+                        'big')/2**64) if key else random.random()
+    acc = 0.0
+    for v, share in split.items():
+        acc += share
+        if u < acc: return v
+    return list(split)[-1]
+
+# %% ../../nbs/21_models.canary.ipynb #99a25859
 _SPLIT, _ROLLOUT = SPLIT_TAG, ROLLOUT_TAG
 
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
@@ -49,41 +63,52 @@ class CanaryDeployment:
             s['step_started'] = datetime.fromtimestamp(s['step_started'], timezone.utc).isoformat(timespec='seconds')
         return s
 
-    @property
-    def traffic_split(self)->dict:
-        "The split stored for the servers: `{version number: share}`; `{}` means all traffic to the champion"
-        return json.loads(self._tags().get(_SPLIT, '{}'))
-
-    def set_traffic_split(self, version_percentages:dict, reason:str='traffic split'):
-        "Set the split (shares in [0, 1] summing to 1, every version registered); servers pick it up within seconds"
-        bad = {v: s for v,s in version_percentages.items() if not isinstance(s, (int, float)) or not 0 <= s <= 1}
-        if bad: raise ValueError(f"each share must be a number between 0 and 1; got {bad}")
-        total = sum(version_percentages.values())
-        if abs(total - 1.0) > 0.01: raise ValueError(f"Percentages must sum to 1.0, got {total:.4g}")
-        split = {self.registry._number(v): float(s) for v,s in version_percentages.items()}   # unknown versions raise
-        with self.registry.lock():
-            if (s := self._state()) and s['status'] == 'running':
-                raise ValueError(f"the rollout of {s['canary']} owns the traffic split: advance it or rollback_canary() first")
-            champion = self.registry.current_version
-            if champion is not None and champion not in split: split = {champion: 0.0, **split}   # the split is made for this champion
-            self.registry._set_tag(_SPLIT, json.dumps(split))
-        return split
-
-    def route_request(self, key:str|None=None)->str:
-        """The version (MLflow number) a request goes to, exactly as a model server routes it: sticky by `key`, random
-        without one; the champion when there is no split, or when the split was made for another champion"""
-        from mlops_nb.models.serving import route
-        split, primary = self.traffic_split, self.registry.current_version
-        if not split or primary not in split: return primary
-        others = {k: float(s) for k,s in split.items() if k != primary}
-        return route({**others, primary: max(0.0, 1 - sum(others.values()))}, key, salt=self.registry.name)
-
     def __repr__(self): return f"CanaryDeployment({self.registry.name!r}, split={self.traffic_split})"
 
-# %% ../../nbs/21_models.canary.ipynb #1823ceaa
+# %% ../../nbs/21_models.canary.ipynb #8860c6bd
+@patch(as_prop=True)
+def traffic_split(self:CanaryDeployment)->dict:
+    "The split stored for the servers: `{version number: share}`; `{}` means all traffic to the champion"
+    return json.loads(self._tags().get(_SPLIT, '{}'))
+
+@patch
+def set_traffic_split(self:CanaryDeployment,
+    version_percentages:dict, # `{version: share}`: labels or numbers, shares in [0, 1] summing to 1
+    reason:str='traffic split', # Why (kept for the seed's signature)
+)->dict: # The split stored: `{MLflow number: share}`, the champion included
+    "Set the split (shares in [0, 1] summing to 1, every version registered); servers pick it up within seconds"
+    bad = {v: s for v,s in version_percentages.items() if not isinstance(s, (int, float)) or not 0 <= s <= 1}
+    if bad: raise ValueError(f"each share must be a number between 0 and 1; got {bad}")
+    total = sum(version_percentages.values())
+    if abs(total - 1.0) > 0.01: raise ValueError(f"Percentages must sum to 1.0, got {total:.4g}")
+    split = {self.registry.version_number(v, aliases=False): float(s) for v,s in version_percentages.items()}   # unknown versions raise
+    with self.registry.lock():
+        if (s := self._state()) and s['status'] == 'running':
+            raise ValueError(f"the rollout of {s['canary']} owns the traffic split: advance it or rollback_canary() first")
+        champion = self.registry.current_version
+        if champion is not None and champion not in split:
+            split = {champion: 0.0, **split}   # the split is made for this champion
+        self.registry.set_tag(_SPLIT, json.dumps(split))
+    return split
+
+# %% ../../nbs/21_models.canary.ipynb #fd46a5f3
+@patch
+def route_request(self:CanaryDeployment,
+    key:str|None=None, # A sticky key (a user id); random routing without one
+)->str:
+    """The version (MLflow number) a request goes to, exactly as a model server routes it: sticky by `key`, random
+    without one; the champion when there is no split, or when the split was made for another champion"""
+    split, primary = self.traffic_split, self.registry.current_version
+    if not split or primary not in split: return primary
+    others = {k: float(s) for k,s in split.items() if k != primary}
+    return route({**others, primary: max(0.0, 1 - sum(others.values()))}, key, salt=self.registry.name)
+
+# %% ../../nbs/21_models.canary.ipynb #91cd0d2b
 def _empty()->dict: return {'requests': 0.0, 'errors': 0.0, 'buckets': {}, 'classes': {}, 'values': {}}
 
-def version_stats(text:str)->dict:
+def version_stats(
+    text:str, # Prometheus exposition text, e.g. the body of `/metrics`
+)->dict: # `{version: stats}`
     "Per model version: requests, errors, latency buckets, predicted classes and the predicted-value histogram, from Prometheus text"
     from prometheus_client.parser import text_string_to_metric_families
     out = {}
@@ -99,16 +124,21 @@ def version_stats(text:str)->dict:
             elif s.name == 'ml_prediction_value_bucket': get(v)['values'][s.labels['le']] = s.value
     return out
 
+# %% ../../nbs/21_models.canary.ipynb #b2785991
 def _delta(now:dict, before:dict)->dict:
     "Stats accumulated since `before`"
     res = {}
     for v, d in now.items():
         b = {**_empty(), **before.get(v, {})}
         res[v] = {'requests': d['requests'] - b['requests'], 'errors': d['errors'] - b['errors'],
-                  **{k: {x: n - b[k].get(x, 0) for x,n in d.get(k, {}).items()} for k in ('buckets', 'classes', 'values')}}
+                  **{k: {x: n - b[k].get(x, 0) for x,n in d.get(k, {}).items()} for k in ('buckets', 'classes',
+                                                                                          'values')}}
     return res
 
-def p99(buckets:dict)->float:
+# %% ../../nbs/21_models.canary.ipynb #9ca013ae
+def p99(
+    buckets:dict, # `{le: cumulative count}`, e.g. `{"0.005": 98, "+Inf": 100}`
+)->float: # Seconds; NaN without requests
     "The 99th percentile latency (seconds) from cumulative histogram buckets (upper bound of its bucket)"
     items = sorted(((math.inf if k == '+Inf' else float(k)), c) for k,c in buckets.items())
     if not items or items[-1][1] == 0: return math.nan
@@ -116,14 +146,17 @@ def p99(buckets:dict)->float:
         if c >= 0.99*items[-1][1]: return le
     return math.inf
 
-# %% ../../nbs/21_models.canary.ipynb #0c3a7f11
+# %% ../../nbs/21_models.canary.ipynb #31e1d022
 def _cdf(values:dict)->tuple:
     "Bucket bounds and the empirical CDF at each, from cumulative histogram counts"
     items = sorted(((math.inf if k == '+Inf' else float(k)), c) for k,c in values.items())
     n = items[-1][1] if items else 0
     return {le: c/n for le, c in items} if n else {}, n
 
-def ks_binned(canary:dict, champion:dict)->tuple:
+def ks_binned(
+    canary:dict, # The canary's `{le: cumulative count}` of predicted values
+    champion:dict, # The champion's, on the same kind of buckets
+)->tuple: # `(D, p_value)`
     "KS statistic `D` between two cumulative value histograms, and its asymptotic p-value"
     (fc, nc), (fh, nh) = _cdf(canary), _cdf(champion)
     if not nc or not nh: return math.nan, math.nan
@@ -134,9 +167,18 @@ def ks_binned(canary:dict, champion:dict)->tuple:
     p = 1.0 if lam < 0.2 else min(1.0, max(0.0, 2*sum((-1)**(k - 1)*math.exp(-2*k*k*lam*lam) for k in range(1, 101))))
     return d, p
 
-def check_guardrails(canary:dict, champion:dict, *, max_error_increase:float=0.01, max_latency_ratio:float=1.5,
-                     max_prediction_shift:float=0.2, max_value_shift:float=0.1, alpha:float=0.01,
-                     abtest=None, canary_variant:str|None=None)->list:
+# %% ../../nbs/21_models.canary.ipynb #fd4edcb8
+def check_guardrails(
+    canary:dict, # The canary's stats for the step (from `version_stats`)
+    champion:dict, # The champion's
+    *, max_error_increase:float=0.01, # Error rate allowed above the champion's
+    max_latency_ratio:float=1.5, # p99 latency allowed as a multiple of the champion's
+    max_prediction_shift:float=0.2, # L1 distance allowed between predicted-class shares
+    max_value_shift:float=0.1, # KS statistic allowed between predicted-value distributions
+    alpha:float=0.01, # Significance level of the KS check
+    abtest=None, # An `ABTest` whose primary metric must not get significantly worse
+    canary_variant:str|None=None, # The canary's variant in `abtest`; its last by default
+)->list:
     "Reasons the canary fails, comparing its step's stats with the champion's ([] when it passes)"
     fails = []
     er = lambda d: d['errors']/max(d['requests'] + d['errors'], 1)
@@ -155,7 +197,8 @@ def check_guardrails(canary:dict, champion:dict, *, max_error_increase:float=0.0
         nc, nh = sum(canary['classes'].values()), sum(champion['classes'].values())
         if nc and nh:
             l1 = sum(abs(canary['classes'].get(k, 0)/nc - champion['classes'].get(k, 0)/nh) for k in keys)
-            if l1 > max_prediction_shift: fails.append(f"prediction drift: class shares differ by L1 {l1:.2f} (limit {max_prediction_shift})")
+            if l1 > max_prediction_shift:
+                fails.append(f"prediction drift: class shares differ by L1 {l1:.2f} (limit {max_prediction_shift})")
     if abtest is not None:
         d = abtest.analyze().to_frame()
         r = d[(d.metric == abtest.metrics[0]) & (d.variant == (canary_variant or abtest.variants[-1]))]
@@ -163,17 +206,19 @@ def check_guardrails(canary:dict, champion:dict, *, max_error_increase:float=0.0
             fails.append(f"business metric {abtest.metrics[0]!r} significantly worse (lift {r.lift.iloc[0]:+.2%})")
     return fails
 
-# %% ../../nbs/21_models.canary.ipynb #176b2999
+# %% ../../nbs/21_models.canary.ipynb #370fc410
 def _check_plan(steps, duration_hours, min_requests):
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
-    if not isinstance(duration_hours, (int, float)) or isinstance(duration_hours, bool) or not math.isfinite(duration_hours) or duration_hours < 0:
+    if not isinstance(duration_hours, (int, float)) or isinstance(duration_hours,
+                                                                  bool) or not math.isfinite(duration_hours) or duration_hours < 0:
         raise ValueError(f"duration_hours must be a number >= 0 (0: no minimum time per step), got {duration_hours!r}")
     if isinstance(min_requests, bool) or not isinstance(min_requests, int) or min_requests < 0:
         raise ValueError(f"min_requests must be a whole number >= 0, got {min_requests!r}")
 
+# %% ../../nbs/21_models.canary.ipynb #11ed9dfd
 @patch
-def _save(self:CanaryDeployment, state:dict): self.registry._set_tag(_ROLLOUT, json.dumps(state))
+def _save(self:CanaryDeployment, state:dict): self.registry.set_tag(_ROLLOUT, json.dumps(state))
 
 @patch
 def _current(self:CanaryDeployment)->dict|None:
@@ -181,24 +226,42 @@ def _current(self:CanaryDeployment)->dict|None:
     state = self._state()
     if state and state['status'] == 'running' and self.registry.current_version != state['champion_number']:
         now = self.registry.current_version
-        self.registry._end_rollout(f"the champion was moved by hand from {state['champion']} to "
+        self.registry.end_rollout(f"the champion was moved by hand from {state['champion']} to "
                                    f"{self.registry.label(now) if now else None} outside mlops_nb")
         state = self._state()
     return state
 
+# %% ../../nbs/21_models.canary.ipynb #27fc57da
 @patch
-def gradual_rollout(self:CanaryDeployment, new_version, steps:int=10, duration_hours:float=24,
-                    *, min_requests:int=100, metrics_text:str|None=None, **guardrails)->dict:
+def _set_step(self:CanaryDeployment, state:dict):
+    "Send the step's share to the canary (all of it at the last step, until promotion)"
+    share = state['shares'][state['step']]
+    self.registry.set_tag(_SPLIT, json.dumps({state['champion_number']: round(1 - share, 6),
+                                               state['canary_number']: share}))
+    state['log'].append(dict(time=_now(), event=f"step {state['step'] + 1}: canary {state['canary']} at {share:.0%}"))
+    self._save(state)
+
+# %% ../../nbs/21_models.canary.ipynb #9524cce1
+@patch
+def gradual_rollout(self:CanaryDeployment,
+    new_version, # The canary: a version label or an MLflow number
+    steps:int=10, # Number of steps; the last one gives the canary all traffic
+    duration_hours:float=24, # Minimum time for the whole rollout (each step waits its share)
+    *, min_requests:int=100, # Canary requests a step needs before it is judged
+    metrics_text:str|None=None, # The server's `/metrics` now, so the first step counts only what comes after
+    **guardrails, # Limits passed to `check_guardrails`
+)->dict: # The stored state
     "Start a staged rollout of `new_version` (returns the plan at once; `advance()` moves it)"
     _check_plan(steps, duration_hours, min_requests)
-    canary = self.registry._number(new_version)
+    canary = self.registry.version_number(new_version, aliases=False)
     baseline = version_stats(metrics_text) if metrics_text else {}
     with self.registry.lock():            # one rollout at a time, even when two processes start one together
         champion = self.registry.current_version
         if champion is None: raise ValueError("no champion to roll out against: set_current_version first")
         if canary == champion: raise ValueError(f"version {new_version} is already the champion")
         if (s := self._current()) and s['status'] == 'running':
-            raise ValueError(f"a rollout of {s['canary']} (against {s['champion']}) is running; advance it or rollback_canary() first")
+            raise ValueError(f"a rollout of {s['canary']} (against {s['champion']}) is running; advance it or "
+                             f"rollback_canary() first")
         shares = [round((i + 1)/steps, 6) for i in range(steps)]
         state = dict(canary=self.registry.label(canary), champion=self.registry.label(champion), canary_number=canary,
                      champion_number=champion, shares=shares, step=0, status='running',
@@ -207,35 +270,36 @@ def gradual_rollout(self:CanaryDeployment, new_version, steps:int=10, duration_h
         self._set_step(state)
     return state
 
-@patch
-def _set_step(self:CanaryDeployment, state:dict):
-    "Send the step's share to the canary (all of it at the last step, until promotion)"
-    share = state['shares'][state['step']]
-    self.registry._set_tag(_SPLIT, json.dumps({state['champion_number']: round(1 - share, 6), state['canary_number']: share}))
-    state['log'].append(dict(time=_now(), event=f"step {state['step'] + 1}: canary {state['canary']} at {share:.0%}"))
-    self._save(state)
-
+# %% ../../nbs/21_models.canary.ipynb #5c02bb05
 @patch
 def status(self:CanaryDeployment)->dict|None:
     "The rollout's state: canary, champion (labels and numbers), step, status, step_started, log"
     return self._current()
 
+# %% ../../nbs/21_models.canary.ipynb #01809901
 @patch
-def rollback_canary(self:CanaryDeployment, reason:str='rolled back by hand')->dict:
+def rollback_canary(self:CanaryDeployment,
+    reason:str='rolled back by hand', # Why, recorded in the state and its log
+)->dict: # The rolled back state
     "Stop the running rollout: all traffic to the champion, the reason recorded; a clear error when none is running"
     with self.registry.lock():
         state = self._current()
         if not state or state['status'] != 'running':
             last = f" (the last rollout, of {state['canary']}, {state['status']}: {state.get('reason', '')})" if state else ''
             raise ValueError(f"no rollout of model {self.registry.name!r} is running{last}; nothing was changed")
-        self.registry._del_tag(_SPLIT)
+        self.registry.delete_tag(_SPLIT)
         state.update(status='rolled_back', reason=reason)
         state['log'].append(dict(time=_now(), event=f'rolled back: {reason}'))
         self._save(state)
     return state
 
+# %% ../../nbs/21_models.canary.ipynb #ba59f4c0
 @patch
-def advance(self:CanaryDeployment, metrics_text:str|None=None, *, abtest=None, force:bool=False)->dict|None:
+def advance(self:CanaryDeployment,
+    metrics_text:str|None=None, # The server's `/metrics` (Prometheus text)
+    *, abtest=None, # An `ABTest` whose primary metric must not get significantly worse
+    force:bool=False, # Judge the step now, without waiting for its minimum time and traffic
+)->dict|None: # The state, or None when there was no rollout
     "Check the current step and move the rollout on, roll it back, or promote the canary; returns the state"
     now = version_stats(metrics_text) if metrics_text else {}
     with self.registry.lock():
@@ -257,7 +321,8 @@ def advance(self:CanaryDeployment, metrics_text:str|None=None, *, abtest=None, f
             self._set_step(state); return state
         self.registry.set_alias(CHAMPION, state['canary_number'], _by_rollout=True,
                                 reason=f"canary {state['canary']} promoted after {len(state['shares'])} steps")
-        self.registry._del_tag(_SPLIT)
-        state.update(status='promoted'); state['log'].append(dict(time=_now(), event=f"{state['canary']} promoted to champion"))
+        self.registry.delete_tag(_SPLIT)
+        state.update(status='promoted'); state['log'].append(dict(time=_now(),
+                                                                  event=f"{state['canary']} promoted to champion"))
         self._save(state)
     return state

@@ -6,7 +6,8 @@ The test of each column is chosen the way Evidently chooses it (by type, number 
 and can be set per column. What makes it fast and lean: the reference is reduced once to a *profile* (a sorted
 sample of at most 10,000 quantiles, decile bins and category counts per column) that is reused for every batch and
 can be saved, so the reference rows need not be kept; each numeric column of a batch is sorted once and every
-statistic is read off the sorted values; columns run on two threads. A column that can't be tested (missing, all missing, numbers
+statistic is read off the sorted values; columns run on two threads. A column that can't be tested (missing, all
+missing, numbers
 turned into strings, an empty batch, too small a reference) is named in the report with the reason, and fails the
 check: a broken feed never reads as "not drifted". `ModelMonitor` watches the predictions of a
 live model over a sliding window."""
@@ -39,6 +40,7 @@ def _finite_sorted(s:pd.Series)->np.ndarray:
     v = np.sort(s.to_numpy(dtype=float, na_value=np.nan))
     return v[np.isfinite(v)]
 
+# %% ../../nbs/31_monitoring.drift.ipynb #4f9e75b3
 def _frame(data, what:str='current')->pd.DataFrame:
     "`data` as a DataFrame (a 1-D or 2-D array gets the columns '0', '1', ...); a clear error for anything else"
     if isinstance(data, pd.DataFrame): df = data
@@ -52,11 +54,13 @@ def _frame(data, what:str='current')->pd.DataFrame:
                     raise TypeError(f"The {what} data must be a DataFrame or a 2-D array, not {type(data).__name__}"
                                     + ('' if a is None else f" with {a.ndim} dimensions"))
                 df = pd.DataFrame(a, columns=[str(i) for i in range(a.shape[1])])
-        except ValueError as e: raise ValueError(f"The {what} data could not be read as a table ({e}): pass a DataFrame") from e
+        except ValueError as e:
+            raise ValueError(f"The {what} data could not be read as a table ({e}): pass a DataFrame") from e
     dup = df.columns[df.columns.duplicated()].unique().tolist()
     if dup: raise ValueError(f"The {what} data has duplicate column names {dup}: give each column its own name")
     return df
 
+# %% ../../nbs/31_monitoring.drift.ipynb #5592a345
 def _numeric_profile(values:np.ndarray, max_sample:int, integer:bool=False)->dict:
     v = np.asarray(values, dtype=float); ok = np.isfinite(v); missing = int(v.size - ok.sum()); v = np.sort(v[ok])
     n = v.size
@@ -74,8 +78,10 @@ def _numeric_summary(v, n, missing, max_sample, integer):
     mean, std = float(v.mean()), float(v.std())
     return dict(kind='numeric', integer=integer, n=int(n), missing=missing, mean=mean, std=std, n_unique=uniq,
                 sample=sample, edges=edges, bin_share=counts/n,
-                values=None if vals is None else vals.tolist(), value_counts=None if counts_ is None else counts_.tolist())
+                values=None if vals is None else vals.tolist(),
+                value_counts=None if counts_ is None else counts_.tolist())
 
+# %% ../../nbs/31_monitoring.drift.ipynb #80bd3cee
 def _categorical_profile(s:pd.Series)->dict:
     vc = s.astype('string').value_counts(dropna=True)
     return dict(kind='categorical', n=int(vc.sum()), missing=int(s.isna().sum()), n_unique=int(len(vc)),
@@ -86,13 +92,19 @@ class ReferenceProfile:
     "Per-column summaries of a reference data set, enough to test new batches against it"
     def __init__(self, columns:dict): self.columns = columns
     @classmethod
-    def from_frame(cls, df:pd.DataFrame, max_sample:int=10_000, threads:int=2)->ReferenceProfile:
+    def from_frame(cls,
+        df:pd.DataFrame, # The reference data
+        max_sample:int=10_000, # Values kept per numeric column
+        threads:int=2, # Columns profiled at once
+    )->ReferenceProfile:
         "Profile every column of `df` (numeric or categorical)"
         df = _frame(df, 'reference')
-        if df.shape[1] == 0: raise ValueError("The reference data has no columns: pass the data that new batches are compared with")
+        if df.shape[1] == 0:
+            raise ValueError("The reference data has no columns: pass the data that new batches are compared with")
         def one(c):
             s = df[c]
-            return c, (_numeric_profile(s.to_numpy(dtype=float, na_value=np.nan), max_sample, _is_integer(s)) if _is_numeric(s)
+            return c, (_numeric_profile(s.to_numpy(dtype=float, na_value=np.nan), max_sample,
+                                        _is_integer(s)) if _is_numeric(s)
                        else _categorical_profile(s))
         with ThreadPoolExecutor(threads) as ex: return cls(dict(ex.map(one, df.columns)))
     def __repr__(self):
@@ -106,13 +118,16 @@ def _jsonable(p:dict)->dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k,v in p.items()}
 
 @patch
-def save(self:ReferenceProfile, path:str|Path)->Path:
+def save(self:ReferenceProfile,
+    path:str|Path, # A JSON file
+)->Path: # The file written
     "Write the profile as JSON"
     p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + '.tmp')
     tmp.write_text(json.dumps({c: _jsonable(v) for c,v in self.columns.items()})); tmp.replace(p)
     return p
 
+# %% ../../nbs/31_monitoring.drift.ipynb #146067b4
 @patch(cls_method=True)
 def load(cls:ReferenceProfile, path:str|Path)->ReferenceProfile:
     "Read a profile written by `save`"
@@ -126,7 +141,10 @@ def load(cls:ReferenceProfile, path:str|Path)->ReferenceProfile:
 def _ecdf(sorted_x:np.ndarray, at:np.ndarray)->np.ndarray:
     return np.searchsorted(sorted_x, at, side='right')/sorted_x.size
 
-def ks_test(ref:dict, cur:np.ndarray)->tuple:
+def ks_test(
+    ref:dict, # A numeric column's reference profile
+    cur:np.ndarray, # The current values
+)->tuple: # `(statistic, p_value)`
     "Two-sample Kolmogorov–Smirnov: `(D, p_value)` (asymptotic p-value, as scipy's `method='asymp'`)"
     from scipy.stats import kstwo
     r = ref['sample']
@@ -136,7 +154,11 @@ def ks_test(ref:dict, cur:np.ndarray)->tuple:
     en = n*m/(n + m)
     return d, float(np.clip(kstwo.sf(d, np.round(en)), 0, 1))
 
-def wasserstein_test(ref:dict, cur:np.ndarray)->tuple:
+# %% ../../nbs/31_monitoring.drift.ipynb #39cb4e1c
+def wasserstein_test(
+    ref:dict, # A numeric column's reference profile
+    cur:np.ndarray, # The current values
+)->tuple: # `(distance in reference sds, None)`
     "Wasserstein-1 distance divided by the reference's standard deviation (Evidently's 'normed' W1): `(W1/std, None)`"
     r = ref['sample']
     allv = np.sort(np.concatenate([r, cur]), kind='stable')
@@ -146,18 +168,27 @@ def wasserstein_test(ref:dict, cur:np.ndarray)->tuple:
     if std == 0: return (0.0 if w == 0 else math.inf), None
     return w/std, None
 
+# %% ../../nbs/31_monitoring.drift.ipynb #426f5bcf
 def _shares(ref:dict, cur:np.ndarray)->tuple:
     "Reference and current shares over the reference's decile bins"
     edges = ref['edges']
     c = np.diff(np.r_[0, np.searchsorted(cur, edges, side='right'), cur.size])/max(cur.size, 1)
     return np.asarray(ref['bin_share'], float), c
 
-def psi_value(r:np.ndarray, c:np.ndarray, eps:float=1e-4)->float:
+def psi_value(
+    r:np.ndarray, # Reference shares per bin
+    c:np.ndarray, # Current shares per bin
+    eps:float=1e-4, # Floor for empty bins
+)->float:
     "Population Stability Index of two share vectors"
     r, c = np.clip(r, eps, None), np.clip(c, eps, None)
     return float(np.sum((c - r)*np.log(c/r)))
 
-def js_value(r:np.ndarray, c:np.ndarray)->float:
+# %% ../../nbs/31_monitoring.drift.ipynb #03b8f251
+def js_value(
+    r:np.ndarray, # Reference shares per bin
+    c:np.ndarray, # Current shares per bin
+)->float:
     "Jensen–Shannon distance (natural log) of two share vectors"
     r, c = r/r.sum(), c/c.sum(); m = (r + c)/2
     kl = lambda a: np.sum(np.where(a > 0, a*np.log(np.where(a > 0, a, 1)/np.where(m > 0, m, 1)), 0))
@@ -175,7 +206,11 @@ def _category_counts(ref:dict, cur)->tuple:
     return (np.array([rc.get(k, 0) for k in cats], float), np.array([cc.get(k, 0) for k in cats], float),
             [k for k in cc if k not in rc])
 
-def chisquare_test(r:np.ndarray, c:np.ndarray)->tuple:
+# %% ../../nbs/31_monitoring.drift.ipynb #b292179a
+def chisquare_test(
+    r:np.ndarray, # Reference counts per category
+    c:np.ndarray, # Current counts per category
+)->tuple:
     "Chi-square test of homogeneity of two count vectors: `(chi2, p_value)`"
     keep = (r + c) > 0; r, c = r[keep], c[keep]
     if r.size < 2: return 0.0, 1.0
@@ -184,7 +219,11 @@ def chisquare_test(r:np.ndarray, c:np.ndarray)->tuple:
     stat = float(((r - er)**2/er).sum() + ((c - ec)**2/ec).sum())
     return stat, float(chdtrc(r.size - 1, stat))
 
-def z_test(r:np.ndarray, c:np.ndarray)->tuple:
+# %% ../../nbs/31_monitoring.drift.ipynb #3822ab20
+def z_test(
+    r:np.ndarray, # Reference counts per category (the first is tested against the rest)
+    c:np.ndarray, # Current counts
+)->tuple:
     "Two-proportion z-test of two count vectors (the first category against the rest): `(|z|, p_value)`"
     keep = (r + c) > 0; r, c = r[keep], c[keep]
     if r.size < 2: return 0.0, 1.0
@@ -204,6 +243,7 @@ def _distinct(x:np.ndarray)->np.ndarray:
     "The distinct values of a sorted array"
     return x[np.r_[True, x[1:] != x[:-1]]] if x.size else x
 
+# %% ../../nbs/31_monitoring.drift.ipynb #c457dfa3
 def _integer_like(ref:dict, cur:pd.Series, distinct:np.ndarray)->bool:
     "An integer column, or whole numbers stored as float where the reference was integer (pandas' int + NaN)"
     return _is_integer(cur) or (bool(ref.get('integer')) and pd.api.types.is_float_dtype(cur) and bool(np.all(distinct == np.floor(distinct))))
@@ -223,13 +263,15 @@ def _pick_test(ref:dict, cur_values=None, integer:bool|None=None)->tuple:
     else: test = 'wasserstein' if ctype == 'numerical' and n_values > 5 else 'jensenshannon'
     return ctype, test
 
+# %% ../../nbs/31_monitoring.drift.ipynb #03983073
 def default_test(ref:dict, # A column's reference profile
                  cur:pd.Series|None=None, # Its current values; None: choose from the reference alone
                 )->str:
     "Evidently 0.7's default test of a column"
     if cur is None: return _pick_test(ref)[1]
     if ref['kind'] == 'categorical': return _pick_test(ref, cur.dropna().astype('string').unique())[1]
-    if not _is_numeric(cur): raise ValueError(f"The column is numeric in the reference but {cur.dtype} in current data, so no test applies")
+    if not _is_numeric(cur):
+        raise ValueError(f"The column is numeric in the reference but {cur.dtype} in current data, so no test applies")
     u = _distinct(_finite_sorted(cur))
     return _pick_test(ref, u, _integer_like(ref, cur, u))[1]
 
@@ -249,11 +291,13 @@ def test_column(ref:dict, # A column's reference profile
     def untested(reason):
         t = test or (_pick_test(ref)[1] if ref['n'] else '')
         thr = threshold if threshold is not None else (thresholds or {}).get(t, DEFAULT_THRESHOLDS.get(t, math.nan))
-        return {**row, 'test': t, 'threshold': thr, 'statistic': math.nan, 'p_value': math.nan, 'drifted': None, 'note': reason}
+        return {**row, 'test': t, 'threshold': thr, 'statistic': math.nan, 'p_value': math.nan, 'drifted': None,
+                'note': reason}
     if cur is None: return untested('column missing in current data')
     if not isinstance(cur, pd.Series): cur = pd.Series(cur)
     n_rows = len(cur); row['cur_missing'] = int(cur.isna().sum())
-    if ref['n'] == 0: return untested(f"no values in the reference (all {ref['missing']} missing)" if ref.get('missing') else 'no rows in the reference')
+    if ref['n'] == 0:
+        return untested(f"no values in the reference (all {ref['missing']} missing)" if ref.get('missing') else 'no rows in the reference')
     if n_rows == 0: return untested('no rows in current data')
     if row['cur_missing'] == n_rows: return untested(f'no values in current data (all {n_rows} missing)')
     if ref['kind'] == 'numeric':
@@ -262,8 +306,10 @@ def test_column(ref:dict, # A column's reference profile
         if n_cur == 0: return untested(f'no values in current data (all {n_rows} missing or infinite)')
     else:
         counts = cur.dropna().astype('string').value_counts(); n_cur = int(counts.sum())
-    if ref['n'] < min_reference: return untested(f"too few values in the reference: {ref['n']}, fewer than the {min_reference} needed")
-    if n_cur < min_current: return untested(f"too few values in current data: {n_cur}, fewer than the {min_current} needed")
+    if ref['n'] < min_reference:
+        return untested(f"too few values in the reference: {ref['n']}, fewer than the {min_reference} needed")
+    if n_cur < min_current:
+        return untested(f"too few values in current data: {n_cur}, fewer than the {min_current} needed")
     if ref['kind'] == 'numeric' and not (math.isfinite(ref['mean']) and math.isfinite(ref['std'])):
         return untested('the reference values are too large to compute their mean and standard deviation')
     if test is None:
@@ -286,7 +332,8 @@ def test_column(ref:dict, # A column's reference profile
                 else:
                     r, c, new = _category_counts(ref, x)
                     if new: notes.append(f'{len(new)} value(s) never seen in the reference')
-                stat, p = (js_value(r, c), None) if test == 'jensenshannon' else chisquare_test(r, c) if test == 'chisquare' else z_test(r, c)
+                stat, p = (js_value(r, c),
+                           None) if test == 'jensenshannon' else chisquare_test(r, c) if test == 'chisquare' else z_test(r, c)
         else:
             r, c, new = _category_counts(ref, counts)
             if new: notes.append(f"new categories: {', '.join(map(str, new[:5]))}{' …' if len(new) > 5 else ''}")
@@ -295,7 +342,8 @@ def test_column(ref:dict, # A column's reference profile
             elif test == 'z': stat, p = z_test(r, c)
             elif test == 'psi': stat, p = psi_value(r/r.sum(), c/c.sum()), None
             else: return untested(f'{test} needs a numeric column, and this one is categorical')
-    if stat != stat or (p is not None and p != p): return untested(f'the {test} statistic is undefined for these values')
+    if stat != stat or (p is not None and p != p):
+        return untested(f'the {test} statistic is undefined for these values')
     row.update(statistic=float(stat), p_value=math.nan if p is None else float(p), note='; '.join(notes))
     row['drifted'] = bool(p < threshold) if test in P_VALUE_TESTS else bool(stat >= threshold if test != 'zscore' else stat > threshold)
     return row
@@ -316,7 +364,8 @@ class DataDriftDetector:
         threads:int=2,
     ):
         for name, v in (('min_reference', min_reference), ('min_current', min_current)):
-            if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"{name} must be a whole number of at least 1, not {v!r}")
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {v!r}")
         self.profile = reference_data if isinstance(reference_data, ReferenceProfile) else \
                        ReferenceProfile.from_frame(_frame(reference_data, 'reference'), max_sample, threads)
         self.methods, self.thresholds, self.drift_share = dict(methods or {}), dict(thresholds or {}), drift_share
@@ -327,7 +376,8 @@ class DataDriftDetector:
 
     def _check_methods(self, methods):
         for c,t in methods.items():
-            if c not in self.profile.columns: raise ValueError(f"Unknown column {c!r} in methods; the columns are {list(self.profile.columns)}")
+            if c not in self.profile.columns:
+                raise ValueError(f"Unknown column {c!r} in methods; the columns are {list(self.profile.columns)}")
             if t not in TESTS: raise ValueError(f"Unknown test {t!r} for column {c!r}; use one of {', '.join(TESTS)}")
 
     def __repr__(self): return f"DataDriftDetector({len(self.profile.columns)} columns)"
@@ -353,16 +403,19 @@ def report(self:DataDriftDetector,
         p = self.profile.columns[c]
         return {'column': c, 'kind': p['kind'],
                 **test_column(p, cur[c] if c in cur.columns else None, methods.get(c), self.thresholds.get(c),
-                              thresholds=self.thresholds, min_reference=self.min_reference, min_current=self.min_current)}
+                              thresholds=self.thresholds, min_reference=self.min_reference,
+                              min_current=self.min_current)}
     with ThreadPoolExecutor(self.threads) as ex: rows = list(ex.map(one, list(self.profile.columns)))
-    table = pd.DataFrame(rows)[['column', 'kind', 'test', 'statistic', 'p_value', 'threshold', 'drifted', 'note', 'ref_missing', 'cur_missing']]
+    table = pd.DataFrame(rows)[['column', 'kind', 'test', 'statistic', 'p_value', 'threshold', 'drifted', 'note',
+                                'ref_missing', 'cur_missing']]
     if correction == 'bh':
         from mlops_nb.abtest_stats import adjust_pvalues
         isp = table.test.isin(P_VALUE_TESTS) & table.p_value.notna() & _tested(table)
         table['p_value_adj'] = np.nan
         table.loc[isp, 'p_value_adj'] = adjust_pvalues(table.loc[isp, 'p_value'].to_numpy(), 'bh')
         adj = table.p_value_adj < table.threshold
-        table['drifted'] = pd.Series([bool(adj[i]) if isp[i] else d for i, d in table.drifted.items()], index=table.index, dtype=object)
+        table['drifted'] = pd.Series([bool(adj[i]) if isp[i] else d for i, d in table.drifted.items()],
+                                     index=table.index, dtype=object)
     table['drifted'] = table.drifted.astype(object).map(lambda d: bool(d) if isinstance(d, (bool, np.bool_)) else None)
     extra = [c for c in cur.columns if c not in self.profile.columns]
     return DriftReport(table, self.drift_share, extra, self.profile, cur, time.perf_counter() - t0)
@@ -395,19 +448,25 @@ class DriftReport:
     def headline(self)->str:
         "The verdict in one line"
         n, u, d = len(self.table), self.untested, len(self.drifted_columns)
-        if not u: return f"{d} of {n} columns drifted ({self.share:.0%}); data set {'DRIFTED' if self.drifted else 'not drifted'}"
-        why = '; '.join(f'{c}: {r}' for c,r in list(u.items())[:10]) + (f'; … {len(u) - 10} more' if len(u) > 10 else '')
+        if not u:
+            return f"{d} of {n} columns drifted ({self.share:.0%}); data set {'DRIFTED' if self.drifted else 'not drifted'}"
+        why = '; '.join(f'{c}: {r}' for c,
+                        r in list(u.items())[:10]) + (f'; … {len(u) - 10} more' if len(u) > 10 else '')
         k = n - len(u)
-        found = (f"{d} of {k} tested columns drifted ({self.share:.0%}){'; data set DRIFTED' if self.drifted else ''}" if k
+        found = (f"{d} of {k} tested columns drifted "
+                 f"({self.share:.0%}){'; data set DRIFTED' if self.drifted else ''}" if k
                  else 'no column could be tested')
         return f"check FAILED: could not test {len(u)} of {n} columns ({why}); {found}"
     def to_frame(self)->pd.DataFrame: return self.table.copy()
     def summary(self)->pd.DataFrame:
         "The data set's verdict as a one-row DataFrame"
         u = self.untested
-        return pd.DataFrame([dict(columns=len(self.table), tested=len(self.table) - len(u), drifted_columns=len(self.drifted_columns),
-                                  untested_columns=', '.join(map(str, u)), share=self.share, drift_share=self.drift_share,
-                                  dataset_drifted=self.drifted, passed=self.passed, verdict=self.headline, seconds=round(self.seconds, 3))])
+        return pd.DataFrame([dict(columns=len(self.table), tested=len(self.table) - len(u),
+                                  drifted_columns=len(self.drifted_columns),
+                                  untested_columns=', '.join(map(str, u)), share=self.share,
+                                  drift_share=self.drift_share,
+                                  dataset_drifted=self.drifted, passed=self.passed, verdict=self.headline,
+                                  seconds=round(self.seconds, 3))])
     def __repr__(self): return f"DriftReport: {self.headline}\n" + self.table.to_string(index=False)
 
 # %% ../../nbs/31_monitoring.drift.ipynb #47260bdd
@@ -420,16 +479,21 @@ def _repr_html_(self:DriftReport)->str:
     "The verdict, what could not be tested and why, and the table (drifted columns in red)"
     red, amber = '#b00020', '#a15c00'
     u = self.untested
-    head = (f'<b style="color:{red if (u or self.drifted) else "inherit"}">Data drift: {html.escape(self.headline)}</b>')
-    if u: head += '<div>Could not test:<ul>' + ''.join(f'<li><b>{html.escape(str(c))}</b>: {html.escape(str(r))}</li>' for c,r in u.items()) + '</ul></div>'
+    head = (f'<b style="color:{red if (u or self.drifted) else "inherit"}">Data drift: '
+            f'{html.escape(self.headline)}</b>')
+    if u:
+        head += '<div>Could not test:<ul>' + ''.join(f'<li><b>{html.escape(str(c))}</b>: '
+                                                     f'{html.escape(str(r))}</li>' for c,r in u.items()) + '</ul></div>'
     cols = ['column', 'test', 'statistic', 'p_value', 'threshold', 'drifted', 'note']
     def tr(r):
         color = red if r['drifted'] is True else amber if r['drifted'] is None else 'inherit'
         vals = [_cell(r[c]) if c != 'drifted' or r[c] is not None else 'could not test' for c in cols]
-        return f'<tr style="color:{color}">' + ''.join(f'<td style="text-align:left;padding:1px 8px">{html.escape(v)}</td>' for v in vals) + '</tr>'
+        return f'<tr style="color:{color}">' + ''.join(f'<td style="text-align:left;padding:1px '
+                                                       f'8px">{html.escape(v)}</td>' for v in vals) + '</tr>'
     th = ''.join(f'<th style="text-align:left;padding:1px 8px">{c}</th>' for c in cols)
     return f'{head}<table><thead><tr>{th}</tr></thead><tbody>{"".join(tr(r) for _, r in self.table.iterrows())}</tbody></table>'
 
+# %% ../../nbs/31_monitoring.drift.ipynb #cf66f182
 @patch
 def _repr_mimebundle_(self:DriftReport, include=None, exclude=None):
     "Plain text everywhere, the HTML view in Jupyter"
@@ -438,18 +502,22 @@ def _repr_mimebundle_(self:DriftReport, include=None, exclude=None):
 # %% ../../nbs/31_monitoring.drift.ipynb #68ba6d2c
 @patch
 def plot(self:DriftReport,
-         columns:list|None=None, # Columns to draw; by default the drifted ones, then those that could not be tested
-         max_columns:int=6):
+    columns:list|None=None, # The columns to draw; the most drifted by default
+    max_columns:int=6, # At most this many
+): # A matplotlib `Figure`
     "Reference against current distributions (an `ImageFigure`); a column that could not be tested shows its reference and why"
     from mlops_nb.figures import new_figure
     u, known = self.untested, set(self.table.column)
     if columns is not None:
         unknown = [c for c in columns if c not in known]
-        if unknown: raise ValueError(f"Unknown column(s) {unknown} in plot(columns=...); the report's columns are {list(self.table.column)}")
+        if unknown:
+            raise ValueError(f"Unknown column(s) {unknown} in plot(columns=...); the report's columns are "
+                             f"{list(self.table.column)}")
     cols = list(columns if columns is not None else self.drifted_columns + list(u))[:max_columns]
     fig = new_figure(figsize=(4*max(1, min(3, len(cols))), 3*max(1, math.ceil(len(cols)/3))), layout='constrained')
     if not cols:   # an axes, not fig.text: IPython's inline-backend printer draws nothing for a figure without axes
-        ax = fig.subplots(); ax.axis('off'); ax.text(0.5, 0.5, 'no drifted columns', ha='center', va='center'); return fig
+        ax = fig.subplots(); ax.axis('off'); ax.text(0.5, 0.5, 'no drifted columns', ha='center',
+                                                     va='center'); return fig
     axs = np.atleast_1d(fig.subplots(math.ceil(len(cols)/3), min(3, len(cols)))).ravel()
     rows = self.table.set_index('column')
     for ax, c in zip(axs, cols):
@@ -472,17 +540,22 @@ def plot(self:DriftReport,
             x = np.arange(len(rc))
             ax.bar(x - 0.2, rc/rc.sum(), 0.4, label='reference')
             if cur is not None: ax.bar(x + 0.2, cc/max(cc.sum(), 1), 0.4, label='current')
-            ax.set_xticks(x, labels[:len(x)], rotation=45, ha='right'); ax.set(xlabel=str(c), ylabel='share'); ax.legend(fontsize=8)
+            ax.set_xticks(x, labels[:len(x)], rotation=45, ha='right'); ax.set(xlabel=str(c),
+                                                                               ylabel='share'); ax.legend(fontsize=8)
         if c in u:
             ax.set_title(f'{c}: could not test', fontsize=10, color='#b00020')
-            ax.text(0.5, 0.5, '\n'.join(textwrap.wrap(u[c], 32)), transform=ax.transAxes, ha='center', va='center', fontsize=8, color='#b00020')
+            ax.text(0.5, 0.5, '\n'.join(textwrap.wrap(u[c], 32)), transform=ax.transAxes, ha='center', va='center',
+                    fontsize=8, color='#b00020')
         else: ax.set_title(f'{c}: {row.test} = {row.statistic:.3g}', fontsize=10)
     for ax in axs[len(cols):]: ax.axis('off')
     return fig
 
 # %% ../../nbs/31_monitoring.drift.ipynb #16383bf4
 @patch
-def detect_drift(self:DataDriftDetector, current_data, threshold:float=3.0)->dict:
+def detect_drift(self:DataDriftDetector,
+    current_data, # The current data: an array or a DataFrame
+    threshold:float=3.0, # The seed's z-score limit
+)->dict:
     "The seed's check: which numeric columns' means moved more than `threshold` reference standard deviations"
     cur = _frame(current_data)
     num = [c for c,p in self.profile.columns.items() if p['kind'] == 'numeric' and p['n']]
@@ -493,7 +566,11 @@ def detect_drift(self:DataDriftDetector, current_data, threshold:float=3.0)->dic
 
 # %% ../../nbs/31_monitoring.drift.ipynb #d67412e1
 @patch
-def log_to_mlflow(self:DriftReport, tracker=None, run_name:str='drift-check', *, run_id:str|None=None)->str:
+def log_to_mlflow(self:DriftReport,
+    tracker=None, # An `ExperimentTracker`; the workspace's by default
+    run_name:str='drift-check', # Name of a new run
+    *, run_id:str|None=None, # Log to this run instead
+)->str: # The run id
     "Log the report to a new run (or `run_id`) of `tracker`; returns the run id"
     from mlops_nb.tracking import ExperimentTracker
     tracker = tracker or ExperimentTracker(experiment_name='monitoring')
@@ -504,7 +581,8 @@ def log_to_mlflow(self:DriftReport, tracker=None, run_name:str='drift-check', *,
              'untested_columns': float(len(self.untested)), 'drift_check_passed': float(self.passed)}
         if self.share == self.share: m['drift_share'] = self.share
         for r in self.table.itertuples(index=False):
-            if r.statistic == r.statistic and math.isfinite(r.statistic): m[f'drift.{clean(r.column)}.{r.test}'] = r.statistic
+            if r.statistic == r.statistic and math.isfinite(r.statistic):
+                m[f'drift.{clean(r.column)}.{r.test}'] = r.statistic
             if r.drifted is True or r.drifted is False: m[f'drifted.{clean(r.column)}'] = float(r.drifted)
         tracker.log_metrics(m, run_id=rid)
         tracker.client.log_text(rid, self.table.to_csv(index=False), 'drift/report.csv')
@@ -534,26 +612,34 @@ class ModelMonitor:
         if isinstance(expected, dict):
             tot = sum(expected.values())
             if tot <= 0: raise ValueError("expected_distribution must have positive shares")
-            self.task, self.expected_distribution, self._ref = 'classification', {k: v/tot for k,v in expected.items()}, None
+            self.task, self.expected_distribution, self._ref = 'classification', {k: v/tot for k,
+                                                                                  v in expected.items()}, None
         else:
             a = np.asarray(expected, float)
-            if a.size < 2: raise ValueError("expected_distribution must be a dict of class shares or an array of reference predictions")
+            if a.size < 2:
+                raise ValueError("expected_distribution must be a dict of class shares or an array of reference predictions")
             self.task, self.expected_distribution, self._ref = 'regression', None, _numeric_profile(a, 10_000)
 
     def __repr__(self): return f"ModelMonitor({self.model_version!r}, {self.task}, {len(self.actual_predictions)} predictions in window)"
 
 # %% ../../nbs/31_monitoring.drift.ipynb #4ac34294
 @patch
-def log_prediction(self:ModelMonitor, prediction, probability:float|None=None, latency:float|None=None):
+def log_prediction(self:ModelMonitor,
+    prediction, # The predicted class or value
+    probability:float|None=None, # Its probability, for a classifier
+    latency:float|None=None, # Seconds it took
+):
     "Record one prediction (and its latency in seconds)"
     self.actual_predictions.append(prediction)
     self.metrics.observe_prediction(prediction, latency)
 
+# %% ../../nbs/31_monitoring.drift.ipynb #9bf5d109
 @patch
 def _observed(self:ModelMonitor)->dict:
     c = Counter(self.actual_predictions); n = len(self.actual_predictions)
     return {k: v/n for k,v in c.items()}
 
+# %% ../../nbs/31_monitoring.drift.ipynb #ee807dc7
 @patch
 def drift_status(self:ModelMonitor)->dict:
     "Drift statistics of the window: L1 distance, chi-square p-value and PSI (classes), or the data-drift tests (regression)"
@@ -578,16 +664,21 @@ def drift_status(self:ModelMonitor)->dict:
         self.metrics.prediction_drift.labels(self.model_version, 'wasserstein').set(w)
     return res
 
+# %% ../../nbs/31_monitoring.drift.ipynb #b3ec46ba
 @patch
-def check_drift(self:ModelMonitor, threshold:float=0.1)->bool:
+def check_drift(self:ModelMonitor,
+    threshold:float=0.1, # Limit on the L1 distance of class shares (normed Wasserstein for a regressor)
+)->bool: # Whether it drifted
     "The seed's verdict: L1 distance of class shares (normed Wasserstein for regression) above `threshold`"
     s = self.drift_status()
     if not s['enough_data']: return False
     drifted = (s['l1'] if self.task == 'classification' else s['wasserstein']) > threshold
     if drifted and self.alerter is not None:
-        self.alerter.alert('PredictionDrift', f"prediction drift of {self.model_version}: {s}", model_version=self.model_version)
+        self.alerter.alert('PredictionDrift', f"prediction drift of {self.model_version}: {s}",
+                           model_version=self.model_version)
     return bool(drifted)
 
+# %% ../../nbs/31_monitoring.drift.ipynb #39eb44f3
 @patch
 def update_distribution(self:ModelMonitor):
     "Make the window's distribution the expected one and start a new window (as the seed does)"

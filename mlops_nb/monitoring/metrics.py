@@ -39,6 +39,7 @@ class _SetOnceGauge(Gauge):
     def dec(self, amount:float=1): super().dec(amount); self._join()
     def set_to_current_time(self): super().set_to_current_time(); self._join()
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #96e3e49f
 class MonitoringMetrics:
     "Prometheus metrics of one model (or batch job), in a registry of their own"
     def __init__(self, model_version:str='unknown', # Label on every model metric
@@ -57,14 +58,21 @@ class MonitoringMetrics:
         self.latency = Histogram('ml_prediction_duration_seconds', 'Prediction latency in seconds', ['model_version'],
                                  buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
         self.errors = Counter('ml_prediction_errors', 'Failed predictions', ['model_version'], namespace=ns, registry=r)
-        self.distribution = Gauge('ml_prediction_distribution', 'Share of each predicted class in the monitoring window',
+        self.distribution = Gauge('ml_prediction_distribution',
+                                  'Share of each predicted class in the monitoring window',
                                   ['model_version', 'prediction_class'], namespace=ns, registry=r)
-        self.prediction_drift = Gauge('ml_prediction_drift_score', 'Prediction drift statistic (L1 distance by default)',
+        self.prediction_drift = Gauge('ml_prediction_drift_score',
+                                      'Prediction drift statistic (L1 distance by default)',
                                       ['model_version', 'test'], namespace=ns, registry=r)
-        self.feature_drift = Gauge('ml_feature_drift_score', 'Drift statistic of a feature', ['feature', 'test'], namespace=ns, registry=r)
-        self.feature_drifted = Gauge('ml_feature_drifted', '1 if the feature drifted in the last check', ['feature'], namespace=ns, registry=r)
-        self.dataset_drift_share = _SetOnceGauge('ml_dataset_drift_share', 'Share of drifted features in the last check', namespace=ns, registry=r)
-        self.last_check = _SetOnceGauge('ml_drift_last_check_timestamp_seconds', 'When drift was last checked', namespace=ns, registry=r)
+        self.feature_drift = Gauge('ml_feature_drift_score', 'Drift statistic of a feature', ['feature', 'test'],
+                                   namespace=ns, registry=r)
+        self.feature_drifted = Gauge('ml_feature_drifted', '1 if the feature drifted in the last check', ['feature'],
+                                     namespace=ns, registry=r)
+        self.dataset_drift_share = _SetOnceGauge('ml_dataset_drift_share',
+                                                 'Share of drifted features in the last check', namespace=ns,
+                                                 registry=r)
+        self.last_check = _SetOnceGauge('ml_drift_last_check_timestamp_seconds', 'When drift was last checked',
+                                        namespace=ns, registry=r)
 
     def __repr__(self): return f"MonitoringMetrics(model_version={self.model_version!r}, task={self.task!r})"
 
@@ -76,7 +84,11 @@ def _is_fraction(p)->bool:
     return isinstance(p, float) and math.isfinite(p) and not p.is_integer()
 
 @patch
-def count_predictions(self:MonitoringMetrics, predictions:list, model_version:str|None=None, task:str|None=None):
+def count_predictions(self:MonitoringMetrics,
+    predictions:list, # The predictions of one request
+    model_version:str|None=None, # The version that made them; the monitor's by default
+    task:str|None=None, # 'classification' or 'regression'; guessed when None
+):
     "Count predictions of one version: by class for classifiers; `prediction=\"value\"` plus the value histogram for regressors"
     v = str(model_version if model_version is not None else self.model_version)
     preds = [p.item() if hasattr(p, 'item') else p for p in predictions]
@@ -85,7 +97,8 @@ def count_predictions(self:MonitoringMetrics, predictions:list, model_version:st
         if t is None:        # unknown: a fractional value, or too many numeric classes, makes the version a regressor for good
             seen = self._classes.setdefault(v, set())
             if any(map(_is_fraction, preds)): t = 'regression'
-            elif len(seen | set(map(str, preds))) > MAX_AUTO_CLASSES and all(isinstance(p, (int, float)) for p in preds): t = 'regression'
+            elif len(seen | set(map(str, preds))) > MAX_AUTO_CLASSES and all(isinstance(p, (int, float)) for p in preds):
+                t = 'regression'
             else: seen.update(map(str, preds))
             if t: self._tasks[v] = t
     if t == 'regression':
@@ -96,14 +109,21 @@ def count_predictions(self:MonitoringMetrics, predictions:list, model_version:st
         from collections import Counter as _C
         for k, n in _C(map(str, preds)).items(): self.predictions.labels(v, k).inc(n)
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #0b387e9f
 @patch
-def observe_prediction(self:MonitoringMetrics, prediction, latency:float|None=None):
+def observe_prediction(self:MonitoringMetrics,
+    prediction, # One predicted class or value
+    latency:float|None=None, # Seconds it took
+):
     "Count one prediction and record its latency in seconds"
     self.count_predictions([prediction])
     if latency is not None: self.latency.labels(self.model_version).observe(latency)
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #8277ca5f
 @patch
-def observe_drift(self:MonitoringMetrics, table):
+def observe_drift(self:MonitoringMetrics,
+    table, # A drift report's table
+):
     "Publish a drift report's table (columns `column, test, statistic, drifted`)"
     for r in table.itertuples(index=False):
         if r.statistic == r.statistic: self.feature_drift.labels(r.column, r.test).set(float(r.statistic))
@@ -112,6 +132,7 @@ def observe_drift(self:MonitoringMetrics, table):
     if ok.any(): self.dataset_drift_share.set(float((table.drifted[ok] == True).mean()))
     self.last_check.set(time.time())
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #4b871432
 @patch
 def exposition(self:MonitoringMetrics)->bytes:
     "The metrics in Prometheus' text format, as `/metrics` serves them"
@@ -119,7 +140,10 @@ def exposition(self:MonitoringMetrics)->bytes:
 
 # %% ../../nbs/30_monitoring.metrics.ipynb #51518684
 @patch
-def serve(self:MonitoringMetrics, port:int=0, addr:str='127.0.0.1'):
+def serve(self:MonitoringMetrics,
+    port:int=0, # A port; a free one when 0
+    addr:str='127.0.0.1', # The address to listen on
+):
     "Expose the metrics over HTTP on `addr:port`; returns `(server, port)`; stop it with `server.shutdown()`"
     from prometheus_client import start_http_server
     server, thread = start_http_server(port, addr=addr, registry=self.registry)
@@ -128,11 +152,18 @@ def serve(self:MonitoringMetrics, port:int=0, addr:str='127.0.0.1'):
 # %% ../../nbs/30_monitoring.metrics.ipynb #3f549ae9
 log = logging.getLogger('mlops_nb.alerts')
 
-def log_sink(alert:dict):
+def log_sink(
+    alert:dict, # The alert
+):
     "Write the alert to the `mlops_nb.alerts` logger"
     log.warning('%s [%s] %s %s', alert['name'], alert['severity'], alert['message'], alert['labels'])
 
-def webhook_sink(url:str, timeout:float=5.0, headers:dict|None=None):
+# %% ../../nbs/30_monitoring.metrics.ipynb #4ef12771
+def webhook_sink(
+    url:str, # Where to POST each alert as JSON
+    timeout:float=5.0, # Seconds per request
+    headers:dict|None=None, # Extra HTTP headers (e.g. authorization)
+): # A sink for `Alerter`
     "A sink that POSTs the alert as JSON to `url`"
     def send(alert:dict):
         req = urllib.request.Request(url, data=json.dumps(alert).encode(), method='POST',
@@ -141,6 +172,7 @@ def webhook_sink(url:str, timeout:float=5.0, headers:dict|None=None):
     send.__name__ = f'webhook({url})'
     return send
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #c3969861
 class Alerter:
     "Send alerts to sinks (callables taking the alert dict), once per cooldown for the same name and labels"
     def __init__(self, sinks:list|None=None, # Callables; the log by default
@@ -149,7 +181,12 @@ class Alerter:
         self.sinks, self.cooldown = list(sinks) if sinks is not None else [log_sink], cooldown
         self._last, self._lock, self.sent, self.failures = {}, threading.Lock(), [], []
 
-    def alert(self, name:str, message:str, severity:str='warning', **labels)->bool:
+    def alert(self,
+        name:str, # The alert's name
+        message:str, # What happened
+        severity:str='warning', # Passed on to the sinks, e.g. 'warning' or 'critical'
+        **labels, # Labels that tell alerts of one name apart
+    )->bool: # Whether it was sent (not within its cooldown)
         "Send the alert unless the same one was sent less than `cooldown` seconds ago; returns whether it was sent"
         key, now = (name, tuple(sorted(labels.items()))), time.monotonic()
         with self._lock:
@@ -164,7 +201,10 @@ class Alerter:
         self.sent.append(a)
         return True
 
-    def resolve(self, name:str, **labels):
+    def resolve(self,
+        name:str, # The alert's name
+        **labels, # Its labels
+    ):
         "Forget the alert, so the next occurrence is sent at once"
         with self._lock: self._last.pop((name, tuple(sorted(labels.items()))), None)
 

@@ -13,13 +13,17 @@ import html, threading, time
 import numpy as np
 import ipywidgets as W
 from .runs import show_figure
-from ..abtest import ABTest, _fmt, _interval_head
+from ..abtest import ABTest, interval_head
+from ..display import fmt_number
 
 # %% auto #0
 __all__ = ['forest_plot', 'ABTestView']
 
 # %% ../../nbs/72_widgets.abtest.ipynb #868c17f4
-def forest_plot(frame, selected:str|None=None):
+def forest_plot(
+    frame, # `Analysis.to_frame()`
+    selected:str|None=None, # The metric drawn in colour; all when None
+): # A matplotlib `Figure`
     "The estimate the call is about (relative lift, or difference) of every metric × treatment with its interval; the `selected` metric in colour"
     from mlops_nb.figures import new_figure
     df = frame.iloc[::-1]
@@ -29,11 +33,12 @@ def forest_plot(frame, selected:str|None=None):
     for i, (_, r) in enumerate(df.iterrows()):
         c = ('#2a9d8f' if r['significant'] else '#264653') if (selected is None or r['metric'] == selected) else '#bbbbbb'
         if np.isfinite(r['estimate']) and np.isfinite(r['ci_low']):
-            ax.errorbar(r['estimate'], i, xerr=[[r['estimate'] - r['ci_low']], [r['ci_high'] - r['estimate']]], fmt='o', color=c, capsize=4)
+            ax.errorbar(r['estimate'], i, xerr=[[r['estimate'] - r['ci_low']], [r['ci_high'] - r['estimate']]],
+                        fmt='o', color=c, capsize=4)
     ax.axvline(0, color='#e76f51', lw=1, ls='--')
     ax.set_yticks(range(len(df)), [f"{r['metric']}: {r['variant']}" for _, r in df.iterrows()])
     if rel: ax.xaxis.set_major_formatter(lambda x, _: f'{x:+.0%}' if abs(x) >= 0.01 or x == 0 else f'{x:+.1%}')
-    head = _interval_head(frame)
+    head = interval_head(frame)
     ax.set(xlabel=f"{'relative lift' if rel else 'difference'} vs control ({head[head.index('[')+1:-1]})",
            title='Lift of each treatment' if rel else 'Difference of each treatment')
     ax.grid(axis='x', alpha=0.3)
@@ -51,11 +56,12 @@ class ABTestView(W.VBox):
         self.srm = W.HTML(); self.table = W.HTML(); self.decision = W.HTML(); self.plot = W.Output()
         self.fig, self.analysis, self._last, self._timer, self._dirty, self.renders = None, None, 0.0, None, False, 0
         self._view_lock, self._sched = threading.RLock(), threading.Lock()
-        super().__init__([W.HTML(f'<h3>A/B test: {html.escape(test.name)}</h3>'), W.HBox([self.metric, self.refresh_button]),
+        super().__init__([W.HTML(f'<h3>A/B test: {html.escape(test.name)}</h3>'),
+                          W.HBox([self.metric, self.refresh_button]),
                           self.srm, self.table, self.plot, self.decision])
         self.metric.observe(self._on_metric, names='value')
         self.refresh_button.on_click(lambda _: self.refresh())
-        test._listeners.append(self._on_data)
+        test.on_change(self._on_data)
         self.refresh()
 
     def __repr__(self): return f"ABTestView({self.test.name!r}, metric={self.metric.value!r})"
@@ -73,6 +79,7 @@ def refresh(self:ABTestView):
         self.renders += 1
         self._last = time.monotonic()
 
+# %% ../../nbs/72_widgets.abtest.ipynb #11ffbfda
 @patch
 def _render(self:ABTestView):
     res, m = self.analysis, self.metric.value
@@ -83,13 +90,15 @@ def _render(self:ABTestView):
     df = res.to_frame()
     sub = df[df.metric == m]
     rel = self.test.scale == 'relative'
-    rows = ''.join(f'<tr><td>{html.escape(str(r["variant"]))}</td><td>{r["n"]}</td><td>{_fmt(r["mean"])}</td><td>{_fmt(r["control_mean"])}</td>'
-                   f'<td>{_fmt(r["diff"])}</td><td>{_fmt(r["lift"], True)}</td>'
-                   f'<td>{_fmt(r["estimate"], rel)} [{_fmt(r["ci_low"], rel)}, {_fmt(r["ci_high"], rel)}]</td>'
-                   f'<td>{_fmt(r["p_value_adj"])}</td><td>{"✔" if r["significant"] else ""}</td><td>{html.escape(r["note"])}</td></tr>'
+    rows = ''.join(f'<tr><td>{html.escape(str(r["variant"]))}</td><td>{r["n"]}</td><td>{fmt_number(r["mean"])}</td><td>{fmt_number(r["control_mean"])}</td>'
+                   f'<td>{fmt_number(r["diff"])}</td><td>{fmt_number(r["lift"], True)}</td>'
+                   f'<td>{fmt_number(r["estimate"], rel)} [{fmt_number(r["ci_low"], rel)}, '
+                   f'{fmt_number(r["ci_high"], rel)}]</td>'
+                   f'<td>{fmt_number(r["p_value_adj"])}</td><td>{"✔" if r["significant"] else ""}</td><td>{html.escape(r["note"])}</td></tr>'
                    for _, r in sub.iterrows())
     head = ''.join(f'<th style="text-align:left;padding:2px 8px">{h}</th>' for h in
-                   ('variant', 'n', 'mean', f'{html.escape(self.test.control)} mean', 'diff', 'lift', html.escape(_interval_head(sub)),
+                   ('variant', 'n', 'mean', f'{html.escape(self.test.control)} mean', 'diff', 'lift',
+                    html.escape(interval_head(sub)),
                     'adj. p', 'significant', 'note'))
     self.table.value = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     self.fig = forest_plot(df, m)
@@ -99,6 +108,7 @@ def _render(self:ABTestView):
     self.decision.value = (f'<div style="color:{color}"><b>Decision: {html.escape(d.winner or "no winner")}</b> — '
                            f'{html.escape(d.reason)}</div>')
 
+# %% ../../nbs/72_widgets.abtest.ipynb #5159e234
 @patch
 def _on_metric(self:ABTestView, change=None): self._render()
 
@@ -109,6 +119,7 @@ def _on_data(self:ABTestView, test=None):
     with self._sched:
         if self._timer is None: self._start_timer(self.min_interval - (time.monotonic() - self._last))
 
+# %% ../../nbs/72_widgets.abtest.ipynb #1abeed85
 @patch
 def _start_timer(self:ABTestView, wait:float):
     t = threading.Timer(max(0.0, wait), self._deferred); t.daemon = True
@@ -124,6 +135,7 @@ def _deferred(self:ABTestView):
     with self._view_lock:
         if self._dirty: self.refresh()
 
+# %% ../../nbs/72_widgets.abtest.ipynb #f37a319b
 @patch
 def flush(self:ABTestView):
     "Show every value recorded so far now, instead of at the next scheduled redraw"
@@ -132,6 +144,7 @@ def flush(self:ABTestView):
     with self._view_lock:
         if self._dirty: self.refresh()
 
+# %% ../../nbs/72_widgets.abtest.ipynb #931d85ca
 @patch(as_prop=True)
 def results(self:ABTestView):
     "The rows of the selected metric, as a DataFrame"

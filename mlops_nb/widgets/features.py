@@ -21,16 +21,23 @@ from ..features.registry import FeatureRegistry
 __all__ = ['feature_stats', 'feature_figure', 'FeatureExplorer']
 
 # %% ../../nbs/71_widgets.features.ipynb #208460ab
-def feature_stats(s:pd.Series)->dict:
+def feature_stats(
+    s:pd.Series, # The values of one feature
+)->dict:
     "Count, missing and mean/std/quantiles (numbers) or top categories (anything else)"
     out = {'count': int(s.notna().sum()), 'missing': int(s.isna().sum())}
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         v = s.dropna().astype(float)
-        out.update(mean=float(v.mean()), std=float(v.std()), **{f'q{int(q*100)}': float(v.quantile(q)) for q in (0, .25, .5, .75, 1)})
+        out.update(mean=float(v.mean()), std=float(v.std()),
+                   **{f'q{int(q*100)}': float(v.quantile(q)) for q in (0, .25, .5, .75, 1)})
     else: out['top'] = {str(k): int(c) for k,c in s.value_counts().head(10).items()}
     return out
 
-def feature_figure(s:pd.Series, name:str):
+# %% ../../nbs/71_widgets.features.ipynb #ba1aca78
+def feature_figure(
+    s:pd.Series, # The values of one feature
+    name:str, # Its name, for the title
+): # A matplotlib `Figure`
     "A histogram of a numeric feature, or a bar chart of its top categories"
     from mlops_nb.figures import new_figure
     fig = new_figure(figsize=(6, 3.2), layout='constrained'); ax = fig.subplots()
@@ -45,14 +52,16 @@ def feature_figure(s:pd.Series, name:str):
 # %% ../../nbs/71_widgets.features.ipynb #834b9913
 class FeatureExplorer(W.VBox):
     "Look at the features of the workspace: statistics, histogram, definitions, online values"
-    def __init__(self, offline:OfflineFeatureStore|None=None, online:OnlineFeatureStore|None=None, registry:FeatureRegistry|None=None):
+    def __init__(self, offline:OfflineFeatureStore|None=None, online:OnlineFeatureStore|None=None,
+                 registry:FeatureRegistry|None=None):
         self.offline, self.online, self.registry = offline or OfflineFeatureStore(), online, registry or FeatureRegistry()
         groups = self.offline.groups()
         self.group = W.Dropdown(options=groups, value=groups[0] if groups else None, description='group')
         self.feature = W.Dropdown(description='feature')
         self.stats, self.definition, self.lookup_result = W.HTML(), W.HTML(), W.HTML()
         self.plot = W.Output()
-        self.entity = W.Text(placeholder='entity id', description='entity'); self.lookup = W.Button(description='online values')
+        self.entity = W.Text(placeholder='entity id',
+                             description='entity'); self.lookup = W.Button(description='online values')
         self.fig, self.current_stats, self.online_values = None, {}, None
         super().__init__([W.HBox([self.group, self.feature]), self.stats, self.plot, self.definition,
                           W.HBox([self.entity, self.lookup]), self.lookup_result])
@@ -72,6 +81,7 @@ def _on_group(self:FeatureExplorer, change=None):
     with self.hold_trait_notifications(): self.feature.options = feats; self.feature.value = feats[0] if feats else None
     self._on_feature()
 
+# %% ../../nbs/71_widgets.features.ipynb #b44bc31e
 @patch
 def _on_feature(self:FeatureExplorer, change=None):
     g, f = self.group.value, self.feature.value
@@ -84,6 +94,7 @@ def _on_feature(self:FeatureExplorer, change=None):
     show_figure(self.plot, self.fig)
     self.definition.value = self._definition_html(g)
 
+# %% ../../nbs/71_widgets.features.ipynb #d1d538fd
 @patch
 def _definition_html(self:FeatureExplorer, group:str)->str:
     "The definition versions of the feature that produced `group`, newest first, with their SQL"
@@ -91,10 +102,12 @@ def _definition_html(self:FeatureExplorer, group:str)->str:
     except Exception: vs = []
     if not vs: return '<i>no registered definition for this group</i>'
     return '<b>Definition versions</b>' + ''.join(
-        f'<details{" open" if i == 0 else ""}><summary>v{v.version} · {v.created_at:%Y-%m-%d %H:%M} · {html.escape(v.owner)} · '
+        f'<details{" open" if i == 0 else ""}><summary>v{v.version} · {v.created_at:%Y-%m-%d %H:%M} · '
+        f'{html.escape(v.owner)} · '
         f'{html.escape(v.description)}</summary><pre>{html.escape(v.computation_logic.strip())}</pre></details>'
         for i, v in enumerate(reversed(vs)))
 
+# %% ../../nbs/71_widgets.features.ipynb #45521533
 @patch
 def look_up(self:FeatureExplorer):
     "Show the online values of the typed entity for the chosen group"
@@ -103,7 +116,8 @@ def look_up(self:FeatureExplorer):
     if self.group.value is None:
         self.online_values = None
         self.lookup_result.value = ('<i>no feature group to look the entity up in: write one to the offline store '
-                                    '(<code>OfflineFeatureStore().write(group, df)</code>, or <code>FeatureRegistry.run</code>) '
+                                    '(<code>OfflineFeatureStore().write(group, df)</code>, or '
+                                    '<code>FeatureRegistry.run</code>) '
                                     'and materialise it online (<code>materialize</code>)</i>')
         return
     if self.online is None: self.online = OnlineFeatureStore()

@@ -15,17 +15,26 @@ import html, threading
 import pandas as pd
 import ipywidgets as W
 from ..tracking import ExperimentTracker
+from fastcore.basics import patch
+from ..display import fmt_cell
 
 # %% auto #0
 __all__ = ['params_that_differ', 'history_figure', 'show_figure', 'RunsBrowser']
 
-# %% ../../nbs/70_widgets.runs.ipynb #93d90d6e
-def params_that_differ(runs:pd.DataFrame)->pd.DataFrame:
+# %% ../../nbs/70_widgets.runs.ipynb #8b07f5b2
+def params_that_differ(
+    runs:pd.DataFrame, # Runs as from `ExperimentTracker.runs()`
+)->pd.DataFrame:
     "The `params.*` columns whose values are not all the same across `runs`, one row per run"
     cols = [c for c in runs.columns if c.startswith('params.') and runs[c].astype(str).nunique(dropna=False) > 1]
     return runs.set_index('run_name')[cols].rename(columns=lambda c: c[7:])
 
-def history_figure(client, run_ids:list, names:list, metric:str):
+# %% ../../nbs/70_widgets.runs.ipynb #9c380005
+def history_figure(client, # An `MlflowClient`
+                   run_ids:list, # The runs to draw
+                   names:list, # Their names, for the legend
+                   metric:str, # The metric whose history to draw
+                  ): # A matplotlib `Figure`
     "The history of `metric` for each run, against the step, on one chart"
     from mlops_nb.figures import new_figure
     fig = new_figure(figsize=(7, 3.6), layout='constrained'); ax = fig.subplots()
@@ -36,40 +45,55 @@ def history_figure(client, run_ids:list, names:list, metric:str):
     if ax.lines: ax.legend(fontsize=8)
     return fig
 
-# %% ../../nbs/70_widgets.runs.ipynb #454ae35d
-def show_figure(out:W.Output, fig, alt:str='a figure'):
+# %% ../../nbs/70_widgets.runs.ipynb #a8e37785
+def show_figure(out:W.Output, # Where to show it
+                fig, # A matplotlib `Figure`
+                alt:str='a figure', # The text shown where images are not
+               ):
     "Show a matplotlib `Figure` in an `Output` widget as a PNG, the same in every front-end and kernel backend (and from any thread)"
     import base64, io
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100)
     out.outputs = ({'output_type': 'display_data', 'metadata': {},
                     'data': {'image/png': base64.b64encode(buf.getvalue()).decode(), 'text/plain': alt}},)
 
-# %% ../../nbs/70_widgets.runs.ipynb #41aeade2
+# %% ../../nbs/70_widgets.runs.ipynb #b65b95c9
 class RunsBrowser(W.VBox):
     "Browse, filter, sort, page and compare the runs of an MLflow experiment"
-    def __init__(self, experiment:str|None=None, *, tracker:ExperimentTracker|None=None, page_size:int=20):
+    def __init__(self,
+        experiment:str|None=None, # The experiment shown first; the workspace's by default
+        *, tracker:ExperimentTracker|None=None, # A tracker whose store to browse
+        page_size:int=20, # Rows per page
+    ):
         self.tracker = tracker or ExperimentTracker(experiment_name=experiment)
         self.page_size, self.runs_df, self.fig, self._timer = page_size, pd.DataFrame(), None, None
         names = sorted(e.name for e in self.tracker.client.search_experiments())
         self.experiment = W.Dropdown(options=names, value=self.tracker.experiment_name, description='experiment')
-        self.filter = W.Text(placeholder="MLflow filter, e.g. metrics.acc > 0.9 and params.lr = '0.1'", description='filter',
+        self.filter = W.Text(placeholder="MLflow filter, e.g. metrics.acc > 0.9 and params.lr = '0.1'",
+                             description='filter',
                              continuous_update=False, layout=W.Layout(width='480px'))
-        self.sort_by = W.Dropdown(description='sort by'); self.ascending = W.ToggleButton(description='ascending', value=False)
-        self.metric = W.Dropdown(description='best by'); self.maximize = W.ToggleButton(description='higher is better', value=True)
+        self.sort_by = W.Dropdown(description='sort by'); self.ascending = W.ToggleButton(description='ascending',
+                                                                                          value=False)
+        self.metric = W.Dropdown(description='best by'); self.maximize = W.ToggleButton(description='higher is better',
+                                                                                        value=True)
         self.page = W.BoundedIntText(value=1, min=1, max=1, description='page', layout=W.Layout(width='160px'))
-        self.prev, self.next = W.Button(description='◀', layout=W.Layout(width='40px')), W.Button(description='▶', layout=W.Layout(width='40px'))
+        self.prev, self.next = W.Button(description='◀', layout=W.Layout(width='40px')), W.Button(description='▶',
+                                                                                                  layout=W.Layout(width='40px'))
         self.info, self.table, self.error = W.HTML(), W.HTML(), W.HTML()
         self.select = W.SelectMultiple(description='compare', rows=6, layout=W.Layout(width='480px'))
         self.compare_table, self.plot = W.HTML(), W.Output()
         self.refresh_button = W.Button(description='refresh', icon='refresh')
         self.ui = W.HTML()
         super().__init__([W.HBox([self.experiment, self.refresh_button]), self.filter,
-                          W.HBox([self.sort_by, self.ascending, self.metric, self.maximize]), self.error, self.info, self.table,
-                          W.HBox([self.prev, self.page, self.next]), self.select, self.compare_table, self.plot, self.ui])
+                          W.HBox([self.sort_by, self.ascending, self.metric, self.maximize]), self.error, self.info,
+                          self.table,
+                          W.HBox([self.prev, self.page, self.next]), self.select, self.compare_table, self.plot,
+                          self.ui])
         self.experiment.observe(self._on_experiment, names='value')
         self.filter.observe(self._on_filter, names='value')
-        for w in (self.sort_by, self.ascending, self.metric, self.maximize, self.page): w.observe(self._on_view, names='value')
-        self.maximize.observe(lambda ch: setattr(self.maximize, 'description', 'higher is better' if ch['new'] else 'lower is better'), names='value')
+        for w in (self.sort_by, self.ascending, self.metric, self.maximize, self.page):
+            w.observe(self._on_view, names='value')
+        self.maximize.observe(lambda ch: setattr(self.maximize, 'description',
+                                                 'higher is better' if ch['new'] else 'lower is better'), names='value')
         self.select.observe(self._on_select, names='value')
         self.prev.on_click(lambda _: self._step(-1)); self.next.on_click(lambda _: self._step(1))
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -77,9 +101,31 @@ class RunsBrowser(W.VBox):
 
     def __repr__(self): return f"RunsBrowser({self.experiment.value!r}, {len(self.runs_df)} runs)"
 
-# %% ../../nbs/70_widgets.runs.ipynb #448c9305
-from fastcore.basics import patch
+# %% ../../nbs/70_widgets.runs.ipynb #c5222df5
+@patch(as_prop=True)
+def frame(self:RunsBrowser)->pd.DataFrame:
+    "The runs, sorted as chosen"
+    df = self.runs_df
+    if df.empty or self.sort_by.value not in df.columns: return df
+    return df.sort_values(self.sort_by.value, ascending=self.ascending.value, na_position='last', kind='stable')
 
+# %% ../../nbs/70_widgets.runs.ipynb #f9b7c437
+@patch(as_prop=True)
+def best_run(self:RunsBrowser)->str|None:
+    "The id of the best run by the chosen metric"
+    col = f'metrics.{self.metric.value}'
+    if self.runs_df.empty or col not in self.runs_df or self.runs_df[col].isna().all(): return None
+    s = self.runs_df[col]
+    return self.runs_df.run_id[s.idxmax() if self.maximize.value else s.idxmin()]
+
+# %% ../../nbs/70_widgets.runs.ipynb #d7dea805
+@patch(as_prop=True)
+def page_frame(self:RunsBrowser)->pd.DataFrame:
+    "The rows shown on the current page"
+    p = self.page.value - 1
+    return self.frame.iloc[p*self.page_size:(p + 1)*self.page_size]
+
+# %% ../../nbs/70_widgets.runs.ipynb #ff8e27c4
 @patch
 def refresh(self:RunsBrowser):
     "Reload the runs of the experiment (with the filter) and redraw"
@@ -92,7 +138,8 @@ def refresh(self:RunsBrowser):
     df = self.runs_df
     metrics = sorted(c[8:] for c in df.columns if c.startswith('metrics.'))
     with self.hold_trait_notifications():
-        cols = ['start_time', 'run_name', 'status', 'duration_s'] + [c for c in df.columns if c.startswith(('metrics.', 'params.'))]
+        cols = ['start_time', 'run_name', 'status',
+                'duration_s'] + [c for c in df.columns if c.startswith(('metrics.', 'params.'))]
         self.sort_by.options = [c for c in cols if c in df.columns] or ['start_time']
         if self.sort_by.value is None: self.sort_by.value = 'start_time'
         self.metric.options = metrics
@@ -101,33 +148,7 @@ def refresh(self:RunsBrowser):
     self.ui.value = f'<small>Open the MLflow UI on this store: <code>{html.escape(self.tracker.ui_command())}</code></small>'
     self._render()
 
-@patch(as_prop=True)
-def frame(self:RunsBrowser)->pd.DataFrame:
-    "The runs, sorted as chosen"
-    df = self.runs_df
-    if df.empty or self.sort_by.value not in df.columns: return df
-    return df.sort_values(self.sort_by.value, ascending=self.ascending.value, na_position='last', kind='stable')
-
-@patch(as_prop=True)
-def best_run(self:RunsBrowser)->str|None:
-    "The id of the best run by the chosen metric"
-    col = f'metrics.{self.metric.value}'
-    if self.runs_df.empty or col not in self.runs_df or self.runs_df[col].isna().all(): return None
-    s = self.runs_df[col]
-    return self.runs_df.run_id[s.idxmax() if self.maximize.value else s.idxmin()]
-
-@patch(as_prop=True)
-def page_frame(self:RunsBrowser)->pd.DataFrame:
-    "The rows shown on the current page"
-    p = self.page.value - 1
-    return self.frame.iloc[p*self.page_size:(p + 1)*self.page_size]
-
-# %% ../../nbs/70_widgets.runs.ipynb #6f824c82
-def _fmt(v):
-    if isinstance(v, float): return '' if v != v else f'{v:.4g}'
-    if isinstance(v, pd.Timestamp): return v.strftime('%Y-%m-%d %H:%M:%S')
-    return '' if v is None else str(v)
-
+# %% ../../nbs/70_widgets.runs.ipynb #0b19f806
 @patch
 def _render(self:RunsBrowser):
     df = self.frame
@@ -138,17 +159,21 @@ def _render(self:RunsBrowser):
     best = self.best_run
     show = [c for c in ['run_name', 'status', 'start_time', 'duration_s'] if c in df.columns] + \
            [c for c in df.columns if c.startswith('metrics.')] + [c for c in df.columns if c.startswith('params.')]
-    head = ''.join(f'<th style="text-align:left;padding:2px 6px">{html.escape(c.replace("metrics.", "").replace("params.", "p:"))}</th>' for c in show)
+    head = ''.join(f'<th style="text-align:left;padding:2px '
+                   f'6px">{html.escape(c.replace("metrics.", "").replace("params.", "p:"))}</th>' for c in show)
     rows = []
     for r in self.page_frame.itertuples(index=False):
         d = dict(zip(df.columns, r))
         style = ' style="background:#d4edda;font-weight:bold"' if d['run_id'] == best else ''
-        rows.append(f'<tr{style}>' + ''.join(f'<td style="padding:1px 6px">{html.escape(_fmt(d[c]))}</td>' for c in show) + '</tr>')
+        rows.append(f'<tr{style}>' + ''.join(f'<td style="padding:1px '
+                                             f'6px">{html.escape(fmt_cell(d[c]))}</td>' for c in show) + '</tr>')
     self.table.value = f'<div style="max-height:480px;overflow:auto"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     bname = df.set_index('run_id').run_name.get(best) if best else None
     self.info.value = (f'{len(df)} runs · page {self.page.value} of {pages}' +
-                       (f' · best by {html.escape(self.metric.value)}: <b>{html.escape(str(bname))}</b>' if best else ''))
+                       (f' · best by {html.escape(self.metric.value)}: '
+                        f'<b>{html.escape(str(bname))}</b>' if best else ''))
 
+# %% ../../nbs/70_widgets.runs.ipynb #7d14c1a6
 @patch
 def _on_view(self:RunsBrowser, change=None): self._render()
 
@@ -158,6 +183,7 @@ def _on_filter(self:RunsBrowser, change=None):
     with self.hold_trait_notifications(): self.page.value = 1
     self.refresh()
 
+# %% ../../nbs/70_widgets.runs.ipynb #0a93b336
 @patch
 def _on_experiment(self:RunsBrowser, change=None):
     self.tracker = ExperimentTracker(self.tracker.tracking_uri, self.experiment.value)
@@ -167,7 +193,7 @@ def _on_experiment(self:RunsBrowser, change=None):
 def _step(self:RunsBrowser, d:int):
     self.page.value = min(max(1, self.page.value + d), self.page.max)
 
-# %% ../../nbs/70_widgets.runs.ipynb #19b8e04f
+# %% ../../nbs/70_widgets.runs.ipynb #81f7b1f1
 @patch
 def _on_select(self:RunsBrowser, change=None):
     ids = list(self.select.value)
@@ -179,8 +205,12 @@ def _on_select(self:RunsBrowser, change=None):
     self.fig = history_figure(self.tracker.client, sel.run_id.tolist(), sel.run_name.tolist(), self.metric.value)
     show_figure(self.plot, self.fig)
 
+# %% ../../nbs/70_widgets.runs.ipynb #3eb199e9
 @patch
-def auto_refresh(self:RunsBrowser, every:float=5.0, stop:bool=False):
+def auto_refresh(self:RunsBrowser,
+    every:float=5.0, # Seconds between two looks at the store
+    stop:bool=False, # Stop refreshing instead
+):
     "Refresh every `every` seconds while new runs arrive (or stop doing so)"
     if self._timer: self._timer.cancel(); self._timer = None
     if stop: return
