@@ -15,15 +15,11 @@ import hashlib, json, html
 from datetime import datetime, timezone
 
 # %% auto #0
-__all__ = ['TRAINING_SET', 'FEATURE_DEFS', 'PIPELINE_VERSION', 'ABTEST_PREFIX', 'GATE', 'frame_hash', 'training_set_info',
-           'log_training_set', 'record_abtest', 'readable_time', 'clip', 'Lineage', 'run_links', 'model_lineage']
+__all__ = ['frame_hash', 'training_set_info', 'online_spec', 'log_training_set', 'record_abtest', 'readable_time', 'clip',
+           'Lineage', 'model_lineage']
 
 # %% ../nbs/25_lineage.ipynb #7aad346d
-TRAINING_SET = 'mlops_nb.training_set'
-FEATURE_DEFS = 'mlops_nb.feature_definitions'
-PIPELINE_VERSION = 'mlops_nb.pipeline_version'
-ABTEST_PREFIX = 'mlops_nb.abtest.'
-GATE = 'mlops_nb.gate'   # the pipeline's gate verdict, on a model version
+from .links import TRAINING_SET, FEATURE_DEFS, PIPELINE_VERSION, ONLINE_FEATURES, ABTEST_PREFIX, GATE, run_links
 
 def frame_hash(df)->str:
     "A content hash of a DataFrame (values and column names), 16 hex digits"
@@ -44,6 +40,23 @@ def training_set_info(df, *, source:str='', time_column:str|None='event_timestam
     if entity_column and entity_column in df.columns: info['entities'] = int(df[entity_column].nunique())
     return info
 
+def online_spec(features, # A feature group holding every model feature, or `group:feature` names (a list)
+                entity_column:str='entity_id', # The entity id column of the training set
+                df=None, # The training set: the kind of its entity ids (integer or string) is recorded
+               )->dict:
+    "What a model server needs to fetch a model's features by entity id: the group, the groups of named features, the entity id's kind"
+    group, refs = (features, {}) if isinstance(features, str) else (None, {})
+    if not isinstance(features, str):
+        for f in features:
+            if not isinstance(f, str) or ':' not in f:
+                raise ValueError(f"online_features: {f!r} is not a 'group:feature' name; give group:feature names, or the name of the one group that holds every feature")
+            g, n = f.split(':', 1); refs[n] = g
+    kind = None
+    if df is not None and entity_column in getattr(df, 'columns', []):
+        import pandas as pd
+        kind = 'integer' if pd.api.types.is_integer_dtype(df[entity_column]) else 'string'
+    return dict(group=group, features=refs, entity_column=entity_column, entity_type=kind)
+
 def log_training_set(df, # The training set (before any split), e.g. from `get_historical_features`
     *, tracker=None, run_id:str|None=None, # The run to tag: the tracker's active run, or `run_id`
     source:str='', # Where it came from: a file, a feature group, a query
@@ -51,8 +64,9 @@ def log_training_set(df, # The training set (before any split), e.g. from `get_h
     features:list|None=None, # Feature definitions it used: names in the feature registry (their latest version), or (name, version) pairs
     feature_registry=None, # The `FeatureRegistry` they are in; the workspace's by default
     pipeline=None, # The fitted `FeatureEngineeringPipeline`: its version is recorded and its statistics logged
+    online_features=None, # Where a server finds the model's features by entity id: a feature group, or `group:feature` names (`online_spec`)
 )->dict:
-    "Tag a run with its training set, feature definitions and pipeline version"
+    "Tag a run with its training set, feature definitions, pipeline version and online features"
     from mlops_nb.tracking import ExperimentTracker
     tracker = tracker or ExperimentTracker()
     info = training_set_info(df, source=source, time_column=time_column, entity_column=entity_column)
@@ -70,6 +84,9 @@ def log_training_set(df, # The training set (before any split), e.g. from `get_h
         tags[PIPELINE_VERSION] = pipeline.version_; info['pipeline_version'] = pipeline.version_
         tracker.log_dict({'config': pipeline.config, 'stats': pipeline.stats_, 'version': pipeline.version_},
                          'feature_pipeline.json', run_id=run_id)
+    if online_features is not None:
+        info['online'] = online_spec(online_features, entity_column=entity_column or 'entity_id', df=df)
+        tags[ONLINE_FEATURES] = json.dumps(info['online'])
     tracker.set_tags(tags, run_id=run_id)
     return info
 
@@ -82,7 +99,7 @@ def record_abtest(ab, # An `ABTest` whose variants are model versions
     variants = variants or {v: v for v in ab.variants}
     unknown = [v for v in variants if v not in ab.variants]
     if unknown: raise ValueError(f"{unknown} are not variants of A/B test {ab.name!r}; its variants are {ab.variants}")
-    numbers = {v: registry._number(mv) for v, mv in variants.items()}     # a wrong version fails here, before anything is written
+    numbers = {v: registry.version_number(mv, aliases=False) for v, mv in variants.items()}     # a wrong version fails here, before anything is written
     d = ab.get_winner()
     verdict = dict(test=ab.name, winner=d.winner, winner_version=numbers.get(d.winner), reason=d.reason, metric=ab.metrics[0],
                    time=datetime.now(timezone.utc).isoformat(timespec='seconds'))
@@ -129,6 +146,10 @@ class Lineage:
                            (f", {readable_time(t['time_min'])} → {readable_time(t['time_max'])}" if t.get('time_min') else '') +
                            (f", {t['entities']:,} entities" if t.get('entities') else '') + (f" — {t['source']}" if t.get('source') else '')))
         if self.pipeline_version: rows.append(('feature pipeline', f"version {self.pipeline_version}"))
+        if getattr(self, 'online', None):
+            o = self.online
+            rows.append(('online features', f"by {o.get('entity_column')}" + (f" from group {o['group']!r}" if o.get('group') else '') +
+                         (f"; {', '.join(f'{g}:{n}' for n, g in o['features'].items())}" if o.get('features') else '')))
         if r: rows.append(('training run', f"{r['run_id']} '{r.get('name')}' in {r.get('experiment')!r}, {r.get('status')}" +
                            (f", started {readable_time(r['start'])}" if r.get('start') else '') + '; ' +
                            ', '.join(f"{k}={v:.4g}" for k, v in [kv for kv in r.get('metrics', {}).items() if kv[0] != 'fit_seconds'][:4])))
@@ -156,11 +177,6 @@ class Lineage:
         return f"<b>Lineage of {html.escape(self.title)}</b> (data → production)<table>{rows}</table>"
 
 # %% ../nbs/25_lineage.ipynb #4d45ad87
-def run_links(tags:dict)->dict:
-    "The links in a training run's tags: its training set, feature definitions and feature pipeline version"
-    return dict(training_set=json.loads(tags[TRAINING_SET]) if TRAINING_SET in tags else None,
-                features=json.loads(tags.get(FEATURE_DEFS, '[]')), pipeline_version=tags.get(PIPELINE_VERSION))
-
 def _registry_of(model_name:str):
     "The workspace's `ModelRegistry` of an *existing* model: never creates one, a clear error listing the models there are"
     from mlflow.exceptions import MlflowException
@@ -192,7 +208,7 @@ def model_lineage(model_name:str, # The registered model
     from mlops_nb.models.canary import CanaryDeployment
     reg = registry or _registry_of(model_name)
     c = reg.client
-    m = reg._mv(c.get_model_version(model_name, reg.version_number(version))); tags = m.tags
+    m = reg.get_version(version); tags = m.tags
     model = dict(name=model_name, number=m.number, label=m.version, source=m.model_path, run_id=m.run_id,
                  created=m.created_at.isoformat(), metrics=m.metrics)
     run, links = None, run_links({})

@@ -19,7 +19,8 @@ from __future__ import annotations
 import importlib, json, os, socket, subprocess, sys, time
 from pathlib import Path
 from .config import configure, get_settings, settings_env
-from .lineage import frame_hash, GATE
+from .lineage import frame_hash
+from .links import GATE
 
 # %% auto #0
 __all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigError', 'PipelineCheckFailed', 'PipelineConfig',
@@ -60,11 +61,15 @@ thresholds:                        # the gate: every one must hold on the holdou
   log_loss: {max: 0.5}
 gate: {max_regression: 0.01}       # and the challenger may trail the champion by at most this much on each
 smoke_test: {requests: 50, max_p99_ms: 1000}  # add url: http://staging:8000 to test a deployed server
+# feature_pipeline:                # optional: fitted with the model and logged inside it, so the server takes raw values
+#   - {name: amount, transform: log, impute: median}     # features not listed pass through
+# online: {group: transactions, entity_column: user_id}  # optional: the server predicts by entity id from this online group
 """
 
 _DEFAULTS = {'split': {'test_size': 0.25, 'seed': 0, 'time_column': None}, 'drift': {'max_drifted_share': 0.5, 'columns': None},
              'thresholds': {}, 'gate': {'max_regression': None},
-             'smoke_test': {'url': None, 'requests': 50, 'max_p99_ms': 1000.0, 'startup_timeout': 120.0}}
+             'smoke_test': {'url': None, 'requests': 50, 'max_p99_ms': 1000.0, 'startup_timeout': 120.0},
+             'feature_pipeline': None, 'online': None}
 _SCHEMA_KEYS = {'dtype', 'min', 'max', 'isin', 'nullable', 'unique'}
 
 class PipelineConfigError(ValueError):
@@ -107,6 +112,11 @@ def parse_config(data:dict, root='.', source:str='<dict>')->PipelineConfig:
     for name, t in (data.get('thresholds') or {}).items():
         _need(isinstance(t, dict) and t and not set(t) - {'min', 'max'},
               f"thresholds.{name} must be {{min: x}} or {{max: x}} (or both)", source)
+    fp, on = data.get('feature_pipeline'), data.get('online')
+    _need(fp is None or (isinstance(fp, list) and all(isinstance(f, dict) and f.get('name') for f in fp)),
+          "feature_pipeline must be a list of feature specs such as {name: amount, transform: log, impute: median}", source)
+    _need(on is None or (isinstance(on, dict) and isinstance(on.get('group'), str) and not set(on) - {'group', 'entity_column'}),
+          "online must be {group: <online feature group>, entity_column: <the entity id column of the data>}", source)
     out = {k: ({**v, **(data.get(k) or {})} if isinstance(v, dict) else data.get(k, v)) for k,v in _DEFAULTS.items()}
     out['thresholds'] = dict(data.get('thresholds') or {})
     return PipelineConfig({**out, 'data': dict(d), 'model': {'params': {}, 'experiment': 'pipeline', **m}}, root, source)
@@ -298,9 +308,18 @@ def with_threshold(est, threshold=None, seed:int=0):
                               "such as f1, balanced_accuracy, recall")
 
 def make_model(cfg:PipelineConfig):
-    "The config's estimator, with its params and decision threshold"
-    return with_threshold(make_estimator(cfg['model']['estimator'], cfg['model']['params']), cfg['model'].get('decision_threshold'),
-                          int(cfg['split'].get('seed') or 0))
+    "The config's estimator, with its params and decision threshold; behind the `feature_pipeline` when the config has one"
+    est = with_threshold(make_estimator(cfg['model']['estimator'], cfg['model']['params']), cfg['model'].get('decision_threshold'),
+                         int(cfg['split'].get('seed') or 0))
+    specs = cfg.get('feature_pipeline')
+    if not specs: return est
+    from sklearn.pipeline import Pipeline
+    from mlops_nb.features.pipeline import FeatureEngineeringPipeline
+    unknown = [f['name'] for f in specs if f['name'] not in cfg.features]
+    if unknown: raise PipelineConfigError(f"{cfg.source}: feature_pipeline names {unknown}, which are not among the model's features {cfg.features}")
+    named = {f['name'] for f in specs}
+    fep = FeatureEngineeringPipeline({'features': [*specs, *({'name': c, 'transform': 'passthrough'} for c in cfg.features if c not in named)]})
+    return Pipeline([('features', fep), ('model', est)])   # one model: the raw columns in, the fitted statistics inside
 
 def imbalance_metrics(model, X, y)->dict:
     "What a rare label needs beyond accuracy: PR AUC (average precision), the confusion matrix counts and the threshold used"
@@ -312,7 +331,8 @@ def imbalance_metrics(model, X, y)->dict:
     out = {}
     if len(np.unique(y)) == 2: out['pr_auc'] = float(average_precision_score(y, model.predict_proba(X)[:, 1], pos_label=classes[1]))
     (tn, fp), (fn, tp) = confusion_matrix(y, model.predict(X), labels=(classes + classes)[:2]) if len(classes) == 2 else ((0, 0), (0, 0))
-    t = getattr(model, 'best_threshold_', getattr(model, 'threshold', 0.5))
+    last = model.steps[-1][1] if hasattr(model, 'steps') else model      # behind a feature pipeline: the estimator
+    t = getattr(last, 'best_threshold_', getattr(last, 'threshold', 0.5))
     out.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp), decision_threshold=float(t) if isinstance(t, (int, float)) else 0.5)
     return out
 
@@ -340,6 +360,10 @@ def train(cfg:PipelineConfig, say=print)->dict:
     problems = _table_problems(cfg, df, 'train')
     if problems: raise PipelineCheckFailed(f"train FAILED: {cfg['data']['train']} breaks the schema in {cfg.source}:\n" + '\n'.join(problems) +
                                            "\nRun `mlops-nb pipeline validate-data` for the whole report; fix the data or data.schema.")
+    on = cfg.get('online') or {}
+    ent = on.get('entity_column') or 'entity_id'
+    if on and ent not in df.columns:
+        raise PipelineCheckFailed(f"train FAILED: online.entity_column {ent!r} is not a column of {cfg['data']['train']}; it has {list(df.columns)}")
     X_tr, X_te, y_tr, y_te, h = split_data(cfg, df)
     est = make_model(cfg)
     tracker = ExperimentTracker(experiment_name=cfg['model']['experiment'])
@@ -351,7 +375,10 @@ def train(cfg:PipelineConfig, say=print)->dict:
         metrics = {**metrics, **extra}
         tracker.log_metrics(extra, run_id=run_id); tracker.flush()
         tracker.log_figure(confusion_figure(extra), 'confusion_matrix.png', run_id=run_id)
-    log_training_set(df[[*cfg.features, cfg['data']['target']]], tracker=tracker, run_id=run_id, source=cfg['data']['train'], time_column=cfg['split'].get('time_column'))
+    from mlops_nb.features.pipeline import find_feature_pipeline
+    log_training_set(df[[*cfg.features, cfg['data']['target'], *([ent] if on else [])]], tracker=tracker, run_id=run_id,
+                     source=cfg['data']['train'], time_column=cfg['split'].get('time_column'), entity_column=ent,
+                     pipeline=find_feature_pipeline(model), online_features=on.get('group'))
     tracker.set_tags({'mlops_nb.pipeline.config': cfg.source, 'mlops_nb.pipeline.data_hash': h}, run_id=run_id)
     reg = _registry(cfg)
     mv = reg.register_model(None, f'runs:/{run_id}/model', description=f'trained by mlops-nb pipeline train on {cfg["data"]["train"]}')
@@ -527,6 +554,17 @@ def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=pr
         code, ans = _http('POST', url + '/predict/batch', {'instances': [list(r.values()) for r in rows]})
         if need(code == 200, f"/predict/batch answered {code}: {str(ans)[:300]}"):
             need(len(ans.get('predictions', [])) == len(rows), f"/predict/batch gave {len(ans.get('predictions', []))} predictions for {len(rows)} rows")
+        entities = None
+        if isinstance(info, dict) and info.get('online_features'):       # it predicts by entity id: ask it for the holdout's entities
+            ent = info['online_features'].get('entity_column') or 'entity_id'
+            df = read_table(cfg.path('train'))
+            ids = df.loc[X_te.index[:len(rows)], ent].tolist() if ent in df.columns else []
+            if need(ids, f"the served version predicts by entity id, but {cfg['data']['train']} has no column {ent!r} to take ids from"):
+                code, ans = _http('POST', url + '/predict/batch', {'entities': ids}, timeout=60)
+                if need(code == 200, f"/predict/batch with entities answered {code}: {str(ans)[:300]}"):
+                    entities = sum(e is None for e in ans['errors'])
+                    need(entities > 0, f"none of {len(ids)} entities was answered from the online store (e.g. {ans['errors'][0]}): "
+                                       "materialize the features into the online store the server reads")
         p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99))
         need(p99 <= float(st['max_p99_ms']), f"p99 latency {p99:.1f} ms is over smoke_test.max_p99_ms = {st['max_p99_ms']}")
         code, text = _http('GET', url + '/metrics')
@@ -539,8 +577,9 @@ def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=pr
         raise PipelineCheckFailed(f"smoke-test FAILED against {url}:\n" + '\n'.join(f"  - {p}" for p in problems) +
                                   "\nDo not promote to production; look at the server's log.")
     say(f"smoke-test: {url} serves {reg.name} version {expected} ({alias}); {len(rows)} predictions and one batch answered, "
-        f"first answer {first_ms:.0f} ms, then p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    return dict(url=url, version=expected, requests=len(rows), first_ms=first_ms, p50_ms=p50, p99_ms=p99)
+        f"first answer {first_ms:.0f} ms, then p50 {p50:.1f} ms, p99 {p99:.1f} ms" +
+        (f"; by entity id: {entities} of {len(rows)} entities answered from the online store" if entities is not None else ''))
+    return dict(url=url, version=expected, requests=len(rows), first_ms=first_ms, p50_ms=p50, p99_ms=p99, entities=entities)
 
 # %% ../nbs/86_pipeline.ipynb #c38a8479
 STEPS = {'validate-data': validate_data, 'check-drift': check_drift, 'train': train, 'evaluate': evaluate,

@@ -357,9 +357,9 @@ def train_model_with_tracking(model, # An unfitted scikit-learn estimator or pip
 # %% ../nbs/01_tracking.ipynb #674b9839
 def _log_trained_model(tracker:ExperimentTracker, model, X):
     "Log `model` with the signature and input example of the first 5 rows of `X`; tag the run with its URI"
-    from mlflow.models import infer_signature
+    from mlops_nb.features.pipeline import serving_signature     # a feature pipeline inside: imputed columns optional
     example = X.iloc[:5] if hasattr(X, 'iloc') else X[:5]
-    info = tracker.log_model(model, 'model', signature=infer_signature(example, model.predict(example)),
+    info = tracker.log_model(model, 'model', signature=serving_signature(model, example),
                              input_example=example)
     tracker.set_tags({'mlops_nb.model_uri': info.model_uri})
     return info

@@ -1,6 +1,8 @@
 """The running model server fuzzed through its own OpenAPI document (schemathesis): no 5xx, answers as documented.
 
-A real uvicorn server on a free loopback port serves a small model (iris, 4 named features); schemathesis reads
+A real uvicorn server on a free loopback port serves a small model (iris, 4 named features, its run's lineage naming
+an online feature group, so `{"entities": [...]}` is a request form too, read from the workspace's SQLite online
+store); schemathesis reads
 `/openapi.json` from it and sends, per operation (`/invocations`, MLflow's scoring protocol, included), bounded
 examples of valid requests (which must be answered 2xx) and
 of invalid ones (which must get a documented 4xx), with its default checks (`not_a_server_error`, status codes,
@@ -29,7 +31,12 @@ def api_url(tmp_path_factory, mlflow_db_template):
             from mlops_nb.models.registry import ModelRegistry
             X, y = load_iris(return_X_y=True, as_frame=True)
             tr = ExperimentTracker(experiment_name='fuzz')
-            with tr.run('iris'): info = tr.log_model(LogisticRegression(max_iter=300).fit(X, y), 'model', input_example=X.head(2))
+            from mlops_nb.lineage import log_training_set
+            from mlops_nb.features.online import OnlineFeatureStore
+            with tr.run('iris'):
+                info = tr.log_model(LogisticRegression(max_iter=300).fit(X, y), 'model', input_example=X.head(2))
+                log_training_set(X.assign(entity_id=[f'e{i}' for i in range(len(X))]), tracker=tr, online_features='iris')  # entity requests too
+            OnlineFeatureStore().write_frame(X.head(20).assign(entity_id=[f'e{i}' for i in range(20)]), group='iris')
             reg = ModelRegistry(name='iris'); reg.register_model('v1', info.model_uri); reg.set_current_version('v1')
             proc, url = start_server(home, 'iris', tmp)
     finally: os.chdir(cwd)

@@ -39,6 +39,7 @@ def test_the_walkthrough_model_catches_fraud_and_its_report_is_clean(walkthrough
     assert r['v2_recall'] >= r['recall'] and r['v2_precision'] > 0.2, r
     assert r['ab_winner'] == 'v2', r
     assert len(r['served_by_version']) == 2, r      # the canary split: both versions answered
+    assert r['entities_answered'] == 301 and r['entities_imputed'] >= 1, r   # by user id, from the online store (the model holds its pipeline)
     assert r['drifted_columns'][0] == 'amount', r
     # the executed report: no stderr blocks (Optuna's trial lines, MLflow's notes), no text where a figure should be
     executed = walkthrough.notebook

@@ -21,7 +21,7 @@ from fastcore.basics import patch
 from .registry import ModelRegistry, CHAMPION, SPLIT_TAG, ROLLOUT_TAG
 
 # %% auto #0
-__all__ = ['route', 'CanaryDeployment', 'version_stats', 'p99', 'ks_binned', 'check_guardrails']
+__all__ = ['route', 'CanaryDeployment', 'served_split', 'version_stats', 'p99', 'ks_binned', 'check_guardrails']
 
 # %% ../../nbs/21_models.canary.ipynb #07f14de8
 def route(split:dict, # `{variant: share}`, shares summing to 1, in the order the variants are tried
@@ -91,6 +91,16 @@ def set_traffic_split(self:CanaryDeployment,
         self.registry.set_tag(_SPLIT, json.dumps(split))
     return split
 
+# %% ../../nbs/21_models.canary.ipynb #308566ad
+def served_split(split:dict, # A stored split, `{version number: share}` (`CanaryDeployment.traffic_split`)
+                 primary:str|None, # The champion's version number now
+                )->dict: # `{version number: share}` of the versions other than the champion; `{}`: all to the champion
+    """What a server sends away from the champion: the split without the champion's own share, or nothing when the split
+    was made for another champion (one moved with MLflow's own API ends the split, as `CanaryDeployment` does)"""
+    if not split or primary is None or str(primary) not in split: return {}
+    return {str(k): float(s) for k, s in split.items() if str(k) != str(primary)}
+
+
 # %% ../../nbs/21_models.canary.ipynb #fd46a5f3
 @patch
 def route_request(self:CanaryDeployment,
@@ -98,9 +108,9 @@ def route_request(self:CanaryDeployment,
 )->str:
     """The version (MLflow number) a request goes to, exactly as a model server routes it: sticky by `key`, random
     without one; the champion when there is no split, or when the split was made for another champion"""
-    split, primary = self.traffic_split, self.registry.current_version
-    if not split or primary not in split: return primary
-    others = {k: float(s) for k,s in split.items() if k != primary}
+    primary = self.registry.current_version
+    others = served_split(self.traffic_split, primary)
+    if not others: return primary
     return route({**others, primary: max(0.0, 1 - sum(others.values()))}, key, salt=self.registry.name)
 
 # %% ../../nbs/21_models.canary.ipynb #91cd0d2b
