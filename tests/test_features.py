@@ -208,12 +208,12 @@ def test_many_small_appends_are_compacted_without_breaking_readers(tmp_path):
     assert int(outs[1][0].split()[1]) > 5                   # the reader really read while files were swapped
     from mlops_nb.features.offline import OfflineFeatureStore
     s = OfflineFeatureStore(store)
-    files = s._files('feed')
+    files = s.live_files('feed')
     assert len(files) <= 17                                  # not 300 files
     df = s.read('feed')
     assert df.v.tolist() == [float(i) for i in range(300)]   # every append exactly once, in order
     assert int(outs[2][0].split()[1]) > 0                   # the on-demand compactions replaced files as they went
-    s.compact('feed'); assert len(s._files('feed')) == 1
+    s.compact('feed'); assert len(s.live_files('feed')) == 1
     assert len(list((store / 'feed').glob('part-*'))) == 1   # the replaced files are gone
     assert s.get_features(['e3'], ['v']).v.tolist() == [297.0]
 
@@ -286,7 +286,7 @@ def test_a_writer_killed_while_writing_the_join_key_leaves_the_last_complete_sta
     rng = np.random.default_rng(99)
     q = pd.DataFrame({'entity_id': rng.integers(0, 320, 400).astype(str),
                       'event_timestamp': pd.Timestamp('2026-01-01', tz='UTC') + pd.to_timedelta(rng.integers(-10, 10**5 + 10, 400), unit='s')})
-    ref = _brute_pit(pd.concat([pd.read_parquet(f) for f in s._files('k')], ignore_index=True), q, 3600)
+    ref = _brute_pit(pd.concat([pd.read_parquet(f) for f in s.live_files('k')], ignore_index=True), q, 3600)
     got = s.get_historical_features(q, ['x'], ttl='1h')
     np.testing.assert_array_equal(got.x.to_numpy(dtype=float), ref)
     assert got.entity_id.tolist() == q.entity_id.tolist()
@@ -303,7 +303,7 @@ def test_a_writer_killed_while_writing_the_join_key_leaves_the_last_complete_sta
     assert out.split() == ['rebuilt', '0']
     np.testing.assert_array_equal(pd.read_parquet(tmp_path / 'got.parquet').x.to_numpy(dtype=float), ref)
     s.compact('k')                                           # one file, one key built once from the merged rows: the same answers
-    assert len(s._files('k')) == 1 and (store / 'k' / ('key-' + s._files('k')[0].stem + '.arrow')).exists()
+    assert len(s.live_files('k')) == 1 and (store / 'k' / ('key-' + s.live_files('k')[0].stem + '.arrow')).exists()
     np.testing.assert_array_equal(OfflineFeatureStore(store).get_historical_features(q, ['x'], ttl='1h').x.to_numpy(dtype=float), ref)
 
 
@@ -318,7 +318,7 @@ def test_out_of_core_join_matches_in_memory_across_files_ties_and_a_stopped_comp
         n = 500
         s.write('g', pd.DataFrame({'entity_id': rng.integers(0, 40, n), 'event_timestamp': t0 + pd.to_timedelta(rng.integers(0, 200, n), unit='h'),
                                    'x': rng.normal(size=n), 'n': rng.integers(0, 5, n), 'tag': rng.choice(['a', 'b'], n)}))
-    first = s._files('g')[0]; keep = tmp_path / first.name; shutil.copy(first, keep)
+    first = s.live_files('g')[0]; keep = tmp_path / first.name; shutil.copy(first, keep)
     s.compact('g')
     shutil.copy(keep, first)                                 # a compaction stopped before removing a file it covers
     q = pd.DataFrame({'entity_id': list(rng.integers(0, 45, 300)) + [None], 'event_timestamp': list(t0 + pd.to_timedelta(rng.integers(-5, 210, 300), unit='h')) + [t0],

@@ -8,7 +8,7 @@ import numpy as np, pandas as pd, pytest
 if os.environ.get('CI', '').lower() in ('1', 'true', 'yes'): import pyspark   # CI installs the spark extra: fail loudly without it
 else: pyspark = pytest.importorskip('pyspark', reason="pip install 'mlops-nb[spark]' to run the Spark store's tests")
 
-from mlops_nb.features.offline import OfflineFeatureStore, _key_path
+from mlops_nb.features.offline import OfflineFeatureStore, key_file_path
 from mlops_nb.features.online import OnlineFeatureStore, materialize
 from mlops_nb.features.registry import FeatureRegistry
 from mlops_nb.features.spark import SparkOfflineStore
@@ -82,13 +82,13 @@ def test_spark_writes_embedded_reads(stores, spark):
     a, b = txn()
     sdf = spark.createDataFrame(a.astype({'entity_id': 'str'})).repartition(1)
     files = sp.write('txn', sdf.union(sdf.limit(0)))
-    assert files and all(f.parent.name == 'txn' and not _key_path(f).exists() for f in files)
+    assert files and all(f.parent.name == 'txn' and not key_file_path(f).exists() for f in files)
     assert sorted(p.name for p in (sp.storage_path / 'txn').iterdir() if p.name.startswith('_spark')) == []   # staging removed
-    meta = emb._meta('txn')
+    meta = emb.group_info('txn')
     assert meta['features'] == ['amount', 'kind'] and meta['schema']['kind']['family'] == 'string'
     feats = ['amount', 'kind']
     first = emb.get_historical_features(ents(), feats)                 # builds and persists the Spark files' keys
-    assert all(_key_path(f).exists() for f in files)
+    assert all(key_file_path(f).exists() for f in files)
     same(sp.get_historical_features(ents(), feats), first)
     # an embedded append, then a Spark append after the keys exist: each engine sees every row, the keys stay per file
     emb.write('txn', pd.DataFrame({'entity_id': ['1'], 'event_timestamp': [day(2)], 'amount': [22.], 'kind': ['g']}))

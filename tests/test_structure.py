@@ -63,3 +63,39 @@ def test_no_import_circle_between_our_modules():
     g = {m: {t for t, _ in e if t != 'mlops_nb'} for m, e in imports().items()}   # the top package imports lazily by name
     assert {'mlops_nb.links', 'mlops_nb.models.canary'} <= g['mlops_nb.models.serving'], 'the checker misses imports'
     assert _cycles(g) == [], f'import circles: {_cycles(g)}'
+
+
+def _private_imports(graph):
+    "(module, imported module, name) for every `from mlops_nb.X import _name` across modules (dunders like __version__ are fine)"
+    return sorted((m, t, n) for m, edges in graph.items() for t, names in edges for n in names
+                  if n.startswith('_') and not (n.startswith('__') and n.endswith('__')))
+
+
+def test_the_private_name_checker_sees_one():
+    g = {'a': [('b', ['public', '_private', '__version__'])], 'b': []}
+    assert _private_imports(g) == [('a', 'b', '_private')]
+
+
+def test_no_module_imports_a_private_name_of_another():
+    found = _private_imports(imports())
+    assert not found, 'private names imported across modules (make them public, documented and tested):\n' + \
+        '\n'.join(f'  {m} imports {n} from {t}' for m, t, n in found)
+
+
+FLOORS_ABOVE_THE_CORE = ('mlops_nb.widgets', 'mlops_nb.magics', 'mlops_nb.jobs', 'mlops_nb.cli')
+
+
+def test_the_core_never_imports_widgets_magics_jobs_or_cli():
+    above = lambda m: m.startswith(FLOORS_ABOVE_THE_CORE) or m in ('mlops_nb', 'mlops_nb.scaffold')  # the package's
+    # own __init__ only names `load_ipython_extension`, which imports the magics when IPython asks for them
+    bad = {m: sorted(t for t, _ in e if t.startswith(FLOORS_ABOVE_THE_CORE)) for m, e in imports().items() if not above(m)}
+    assert {m: t for m, t in bad.items() if t} == {}
+
+
+def test_a_model_server_process_never_imports_ipywidgets_or_ipython():
+    import subprocess, sys
+    code = ("import sys, mlops_nb.models.serving as s; s.create_app; "
+            "print(sorted(m for m in ('ipywidgets', 'IPython', 'matplotlib', 'optuna') if m in sys.modules))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == '[]', out.stdout

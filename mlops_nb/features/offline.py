@@ -30,12 +30,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from ..config import get_settings, ensure_dir
 try: import fcntl
 except ImportError: fcntl = None      # Windows: leftover temp files are removed by age instead of by lock
 
 # %% auto #0
-__all__ = ['FeatureStore', 'normalize_entity_ids', 'join_memory', 'OfflineFeatureStore', 'OutOfCoreJoin']
+__all__ = ['GROUP_NAME', 'FeatureStore', 'entity_id_error', 'normalize_entity_id', 'normalize_entity_ids', 'join_memory',
+           'check_group_name', 'locked_temp_file', 'remove_if_abandoned', 'OfflineFeatureStore', 'key_file_path',
+           'parse_ttl', 'OutOfCoreJoin']
 
 # %% ../../nbs/11_features.offline.ipynb #17f621c8
 class FeatureStore:
@@ -43,43 +46,54 @@ class FeatureStore:
     def get_features(self, entity_ids:list, feature_names:list)->pd.DataFrame: raise NotImplementedError
     def write_features(self, entity_id:str, features:dict): raise NotImplementedError
 
-# %% ../../nbs/11_features.offline.ipynb #fba41dd1
-def _entity_error(v)->Exception:
+# %% ../../nbs/11_features.offline.ipynb #f0de39d2
+def entity_id_error(v, # A value that is not an entity id
+                   )->Exception:
+    "The error for `v` as an entity id (not raised: returned, so the Spark engine raises the same one)"
     if isinstance(v, (float, np.floating)): return ValueError(f"entity id {v!r} is not a whole number: entity ids are strings or integers (1.0 counts as 1)")
     return TypeError(f"entity id {v!r} is a {type(v).__name__}: entity ids are strings or integers (1.0 counts as 1); convert it with str() if it is an id")
 
-def _entity_one(v):
+# %% ../../nbs/11_features.offline.ipynb #0111919a
+def normalize_entity_id(v, # One entity id: a string, an integer, a whole float, or missing
+                       )->str|None:
+    "One entity id as the stores key it (None if missing); raises `entity_id_error(v)` for what is not an id"
     if v is None or v is pd.NA or v is pd.NaT: return None
     if isinstance(v, str): return v
-    if isinstance(v, (bool, np.bool_)): raise _entity_error(v)
+    if isinstance(v, (bool, np.bool_)): raise entity_id_error(v)
     if isinstance(v, (int, np.integer)): return str(int(v))
     if isinstance(v, (float, np.floating)):
         if np.isnan(v): return None
         if np.isfinite(v) and float(v).is_integer(): return str(int(v))
-    raise _entity_error(v)
+    raise entity_id_error(v)
 
-def normalize_entity_ids(ids)->pd.Series:
+# %% ../../nbs/11_features.offline.ipynb #f6dd6451
+def normalize_entity_ids(ids, # Entity ids: a list, array, Index or Series (of any dtype)
+                        )->pd.Series:
     "Entity ids as the stores key them: strings kept, integers and whole floats as decimal digits (`1.0` is `1`), missing kept missing"
     s = ids if isinstance(ids, pd.Series) else pd.Series(ids if isinstance(ids, (list, np.ndarray, pd.Index)) else list(ids), dtype=None if isinstance(ids, (np.ndarray, pd.Index)) else object)
     dt = s.dtype
     if isinstance(dt, pd.CategoricalDtype): s, dt = s.astype(object), np.dtype(object)
-    if pd.api.types.is_bool_dtype(dt): raise _entity_error(bool(s.iloc[0]) if len(s) else True)
+    if pd.api.types.is_bool_dtype(dt): raise entity_id_error(bool(s.iloc[0]) if len(s) else True)
     if pd.api.types.is_string_dtype(dt) and dt != object or pd.api.types.is_integer_dtype(dt): return s.astype('str')
     if pd.api.types.is_float_dtype(dt):
         v = s.to_numpy(dtype='float64', na_value=np.nan); ok = ~np.isnan(v)
         bad = ok & ~(np.isfinite(v) & (np.mod(v, 1, where=np.isfinite(v), out=np.zeros_like(v)) == 0))
-        if bad.any(): raise _entity_error(float(v[bad][0]))
+        if bad.any(): raise entity_id_error(float(v[bad][0]))
         if (np.abs(v[ok]) < 2**62).all():
             out = np.full(len(v), np.nan, dtype=object); out[ok] = v[ok].astype(np.int64).astype(str)
             return pd.Series(out, index=s.index, dtype='str')
     elif dt == object and pd.api.types.infer_dtype(s, skipna=True) in ('string', 'empty'): return s.astype('str')
-    elif dt != object: raise _entity_error(s.iloc[0])
-    return pd.Series([_entity_one(v) for v in s.tolist()], index=s.index, dtype='str')
+    elif dt != object: raise entity_id_error(s.iloc[0])
+    return pd.Series([normalize_entity_id(v) for v in s.tolist()], index=s.index, dtype='str')
 
 # %% ../../nbs/11_features.offline.ipynb #e30d1cfb
 _ENTITY_ROW_BYTES, _FEATURE_BYTES, _STORED_ROW_BYTES = 240, 32, 64
 
-def join_memory(entity_rows:int, features:int, unkeyed_rows:int=0, stored_features:int|None=None)->int:
+def join_memory(entity_rows:int, # Rows of the entity frame (the training set)
+                features:int, # Features asked for
+                unkeyed_rows:int=0, # Stored rows in files without a persisted key (their key is built in memory)
+                stored_features:int|None=None, # Features those files hold; `features` by default
+               )->int:
     "Bytes a point-in-time join holds in memory: per entity row 240 + 32 per feature asked; per stored row without a persisted key (it is built in memory) 64 + 32 per stored feature"
     sf = features if stored_features is None else stored_features
     return entity_rows * (_ENTITY_ROW_BYTES + _FEATURE_BYTES * features) + unkeyed_rows * (_STORED_ROW_BYTES + _FEATURE_BYTES * sf)
@@ -93,13 +107,22 @@ def _budget(v)->int|None:
     if not m: raise ValueError(f"join_memory_budget must be a positive number of bytes or a size like '512MB' or '2GB', not {v!r}")
     return int(float(m[1]) * 1024 ** ' KMGT'.index((m[2] or ' ').upper()))
 
-# %% ../../nbs/11_features.offline.ipynb #5cce49db
-_NAME = re.compile(r'^[A-Za-z_][\w-]{0,99}$')
+# %% ../../nbs/11_features.offline.ipynb #23e10a14
+GROUP_NAME = re.compile(r'^[A-Za-z_][\w-]{0,99}$')     # a feature group's name: a letter or '_', then up to 99 letters, digits, '_' or '-'
 _PART = re.compile(r'^part-\d+-[0-9a-f]+(-c\d+)?\.parquet$')     # an append, or a compaction of appends (`-c…`)
 
+def check_group_name(group:str, # The name of a feature group, as given by the user
+                    )->str:
+    "`group` if it is a valid group name (`GROUP_NAME`: it names a folder), else a `ValueError` saying what a name may hold"
+    if not isinstance(group, str) or not GROUP_NAME.match(group):
+        raise ValueError(f"group name {group!r}: use letters, digits, '_' and '-' (starting with a letter or '_')")
+    return group
+
+# %% ../../nbs/11_features.offline.ipynb #eabacd9d
 @contextmanager
-def _locked_tmp(path:Path):
-    "A new temporary file `path`, locked from before it has that name until it is renamed away: a `.tmp` nobody locks is a dead writer's"
+def locked_temp_file(path:Path, # The temporary name to write under, e.g. `part-….tmp`; it must not exist
+                    ):
+    "A new file `path` opened for writing, locked from before it has that name until it is renamed away: a `.tmp` nobody locks is a dead writer's"
     pre = path.with_name(f'.{path.name}.new')
     f = open(pre, 'xb')
     try:
@@ -110,8 +133,10 @@ def _locked_tmp(path:Path):
         f.close()
         for p in (path, pre): p.unlink(missing_ok=True)     # renamed away on success; removed on failure
 
-def _remove_if_abandoned(p:Path)->bool:
-    "Remove temp file `p` if the process writing it is gone: it holds no lock (without `fcntl`: older than an hour)"
+# %% ../../nbs/11_features.offline.ipynb #03fc3e77
+def remove_if_abandoned(p:Path, # A temp file of the store (`*.tmp`, or `.*.new` not yet locked)
+                       )->bool:
+    "Remove temp file `p` if the process writing it is gone: it holds no lock (without `fcntl`: older than an hour); True if removed"
     try:
         if fcntl is None or p.name.endswith('.new'):         # `.new`: a writer died between creating and locking it
             if time.time() - p.stat().st_mtime < 3600: return False
@@ -122,6 +147,23 @@ def _remove_if_abandoned(p:Path)->bool:
             p.unlink(); return True
     except FileNotFoundError: return False
 
+# %% ../../nbs/11_features.offline.ipynb #2d4e4df0
+_covers_cache = {}
+def _covers(p:Path)->list:
+    "Names of the files a compacted file replaced (kept in its Parquet footer; files never change, so cached)"
+    k = str(p)
+    if k not in _covers_cache:
+        import pyarrow.parquet as pq
+        try: md = pq.read_schema(p).metadata or {}
+        except FileNotFoundError: return []          # itself compacted away meanwhile
+        _covers_cache[k] = json.loads(md.get(b'mlops_nb.covers', b'[]'))
+    return _covers_cache[k]
+
+# %% ../../nbs/11_features.offline.ipynb #5ec50f8a
+_open_stores = weakref.WeakSet()       # every store object, so the rows `write_features` buffered are written at exit
+atexit.register(lambda: [s.flush() for s in list(_open_stores)])
+
+# %% ../../nbs/11_features.offline.ipynb #5e600f26
 class OfflineFeatureStore(FeatureStore):
     "Feature groups as Parquet files, with point-in-time correct reads"
     def __init__(self, storage_path:str|Path|None=None, # Folder of the store; the workspace's by default
@@ -146,53 +188,49 @@ class OfflineFeatureStore(FeatureStore):
         if not self.storage_path.exists(): return []
         return sorted(p.name for p in self.storage_path.iterdir() if (p/'_group.json').exists())
 
-    def _remove_leftovers(self)->int:
-        "Remove the temp files of writers that were killed half-way (never those of a live writer)"
-        if not self.storage_path.exists(): return 0
-        return sum(_remove_if_abandoned(p) for pat in ('*/*.tmp', '*/.*.new') for p in self.storage_path.glob(pat))
+# %% ../../nbs/11_features.offline.ipynb #137d5a36
+@patch
+def _remove_leftovers(self:OfflineFeatureStore)->int:
+    "Remove the temp files of writers that were killed half-way (never those of a live writer, nor a folder named like one)"
+    if not self.storage_path.exists(): return 0
+    return sum(remove_if_abandoned(p) for pat in ('*/*.tmp', '*/.*.new') for p in self.storage_path.glob(pat) if p.is_file())
 
-    def flush(self):
-        "Write the rows buffered by `write_features`"
-        with self._lock: rows, self._buffer = self._buffer, []
-        by = {}
-        for g, r in rows: by.setdefault(g, []).append(r)
-        for g, rs in by.items():
-            try: self.write(g, pd.DataFrame(rs))
-            except (ValueError, TypeError) as e:
-                raise type(e)(f"{len(rs)} rows buffered by write_features for group {g!r} were not written: {e}") from None
+# %% ../../nbs/11_features.offline.ipynb #a29ba645
+@patch
+def flush(self:OfflineFeatureStore):
+    "Write the rows buffered by `write_features`"
+    with self._lock: rows, self._buffer = self._buffer, []
+    by = {}
+    for g, r in rows: by.setdefault(g, []).append(r)
+    for g, rs in by.items():
+        try: self.write(g, pd.DataFrame(rs))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{len(rs)} rows buffered by write_features for group {g!r} were not written: {e}") from None
 
-    def _meta(self, group:str)->dict:
-        f = self.storage_path/group/'_group.json'
-        if not f.exists(): raise KeyError(f"No feature group {group!r}; the groups are {self.groups()}")
-        return json.loads(f.read_text())
+# %% ../../nbs/11_features.offline.ipynb #504f0f8a
+@patch
+def group_info(self:OfflineFeatureStore, group:str, # A feature group of this store
+              )->dict:
+    "What the store knows of `group` (its `_group.json`): `entity_col`, `timestamp_col`, `features` and their `schema`"
+    f = self.storage_path/group/'_group.json'
+    if not f.exists(): raise KeyError(f"No feature group {group!r}; the groups are {self.groups()}")
+    return json.loads(f.read_text())
 
-    def _files(self, group:str, replaced:bool=False)->list:
-        "The group's data files in write order: appends and compactions, without the files a compaction replaced (or only those)"
-        d = self.storage_path/group
-        try: names = sorted(n for n in os.listdir(d) if _PART.match(n))
-        except FileNotFoundError: return []
-        gone = set()
-        for n in names:
-            if '-c' in n: gone.update(_covers(d/n))
-        return [d/n for n in names if (n in gone) == replaced]
+# %% ../../nbs/11_features.offline.ipynb #5a9f5feb
+@patch
+def live_files(self:OfflineFeatureStore, group:str, # A feature group of this store
+               replaced:bool=False, # True: instead the files a compaction replaced (left by one stopped before it removed them)
+              )->list:
+    "The group's data files in write order: appends and compactions, without the files a compaction replaced (or only those)"
+    d = self.storage_path/group
+    try: names = sorted(n for n in os.listdir(d) if _PART.match(n))
+    except FileNotFoundError: return []
+    gone = set()
+    for n in names:
+        if '-c' in n: gone.update(_covers(d/n))
+    return [d/n for n in names if (n in gone) == replaced]
 
-_open_stores = weakref.WeakSet()
-atexit.register(lambda: [s.flush() for s in list(_open_stores)])
-
-_covers_cache = {}
-def _covers(p:Path)->list:
-    "Names of the files a compacted file replaced (kept in its Parquet footer; files never change, so cached)"
-    k = str(p)
-    if k not in _covers_cache:
-        import pyarrow.parquet as pq
-        try: md = pq.read_schema(p).metadata or {}
-        except FileNotFoundError: return []          # itself compacted away meanwhile
-        _covers_cache[k] = json.loads(md.get(b'mlops_nb.covers', b'[]'))
-    return _covers_cache[k]
-
-# %% ../../nbs/11_features.offline.ipynb #c0fe86bf
-from fastcore.basics import patch
-
+# %% ../../nbs/11_features.offline.ipynb #d51998e5
 def _family(s:pd.Series)->str|None:
     "The kind of values a column holds, as far as a group's schema cares: number, string, bool, timestamp, ...; None when all missing"
     dt = s.dtype
@@ -209,20 +247,25 @@ def _family(s:pd.Series)->str|None:
     types = sorted({type(v).__name__ for v in s.dropna().tolist()})
     raise TypeError(f"column {s.name!r} mixes values of types {types}: a feature column holds one kind of value (numbers, strings, booleans or timestamps)")
 
+# %% ../../nbs/11_features.offline.ipynb #2975195d
 def _schema_of(df:pd.DataFrame, feats:list)->dict:
     return {f: dict(dtype=str(df[f].dtype), family=_family(df[f])) for f in feats}
 
 @patch
-def _schema(self:OfflineFeatureStore, group:str, meta:dict)->dict:
-    "The group's stored schema; groups written before schemas were kept get it from their first file"
+def stored_schema(self:OfflineFeatureStore, group:str, # A feature group of this store
+                  meta:dict|None=None, # Its `group_info`, if the caller has it already
+                 )->dict:
+    "feature -> {dtype, family} as the group stores it; groups written before schemas were kept get it from their first file"
+    meta = self.group_info(group) if meta is None else meta
     if 'schema' in meta: return meta['schema']
-    files = self._files(group)
+    files = self.live_files(group)
     if not files: return {}
     import pyarrow.parquet as pq
     df = pq.read_schema(files[0]).empty_table().to_pandas()
     return {f: dict(dtype=str(df[f].dtype), family=_family(df[f]))
             for f in meta['features'] if f in df.columns}
 
+# %% ../../nbs/11_features.offline.ipynb #2159c72e
 def _check_columns(df:pd.DataFrame):
     bad = [c for c in df.columns if not isinstance(c, str)]
     if bad: raise TypeError(f"column names must be strings; this frame has {bad}")
@@ -257,7 +300,7 @@ def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|Non
     out = pd.DataFrame({entity_col: ents.reset_index(drop=True), timestamp_col: ts.reset_index(drop=True), **{f: base[f] for f in feats}})
     sent = _schema_of(out, feats)
     if meta:
-        stored = self._schema(group, meta)
+        stored = self.stored_schema(group, meta)
         for f in feats:
             st, se = stored.get(f), sent[f]
             if st is None or se['family'] is None or st['family'] == se['family']:
@@ -271,7 +314,8 @@ def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|Non
     return out, feats, sent, entity_col, timestamp_col
 
 # %% ../../nbs/11_features.offline.ipynb #d4329f18
-def _key_path(f:Path)->Path:
+def key_file_path(f:Path, # A data file of a group, `part-….parquet`
+                 )->Path:
     "The key file of data file `f`: `part-….parquet` -> `key-part-….arrow`"
     return f.with_name('key-' + f.name[:-len('.parquet')] + '.arrow')
 
@@ -303,8 +347,8 @@ def _key_table(t, meta:dict, group:str):
 def _write_key(kt, f:Path)->Path:
     "Write key table `kt` for data file `f`, to a locked temp file renamed into place (as every file of the store)"
     import pyarrow as pa
-    k = _key_path(f)
-    with _locked_tmp(k.with_name(k.name + '.tmp')) as fh:
+    k = key_file_path(f)
+    with locked_temp_file(k.with_name(k.name + '.tmp')) as fh:
         with pa.ipc.new_file(fh, kt.schema) as w: w.write_table(kt)
         fh.flush(); os.replace(k.with_name(k.name + '.tmp'), k)
     return k
@@ -317,7 +361,7 @@ def _remove_orphan_keys(d:Path, age:float=3600)->int:
         if not k.with_name(k.name[4:-len('.arrow')] + '.parquet').exists() and time.time() - k.stat().st_mtime > age: k.unlink(missing_ok=True); n += 1
     return n
 
-# %% ../../nbs/11_features.offline.ipynb #a534636d
+# %% ../../nbs/11_features.offline.ipynb #63a6b09b
 def _to_table(df:pd.DataFrame, metadata:dict|None=None):
     "`df` as an Arrow table (the errors pyarrow raises on values it can't store, as ours)"
     import pyarrow as pa
@@ -329,21 +373,25 @@ def _to_table(df:pd.DataFrame, metadata:dict|None=None):
         raise TypeError(f"can't store these values: {e}") from None
     return t.replace_schema_metadata({**(t.schema.metadata or {}), **(metadata or {})}) if metadata else t
 
+# %% ../../nbs/11_features.offline.ipynb #1c3f2492
 def _write_file(t, d:Path, name:str)->Path:
     "Write table `t` as `d/name`: to a locked temp file, then renamed, so readers never see half a file"
     import pyarrow.parquet as pq
     f, tmp = d/name, d/(name[:-len('.parquet')] + '.tmp')
-    with _locked_tmp(tmp) as fh:
+    with locked_temp_file(tmp) as fh:
         pq.write_table(t, fh)
         fh.flush(); os.replace(tmp, f)
     return f
 
+# %% ../../nbs/11_features.offline.ipynb #81f6fdee
 @patch
-def write(self:OfflineFeatureStore, group:str, df:pd.DataFrame, *, entity_col:str='entity_id',
-          timestamp_col:str='event_timestamp')->Path|None:
+def write(self:OfflineFeatureStore, group:str, # The feature group; created by its first write
+          df:pd.DataFrame, # Entity, timestamp and feature columns
+          *, entity_col:str='entity_id', # The entity column of a new group (an existing group keeps its own)
+          timestamp_col:str='event_timestamp', # The event-time column of a new group (likewise)
+         )->Path|None:
     "Append `df` (entity, timestamp and feature columns) to feature group `group`; returns the file written (None for 0 rows)"
-    if not isinstance(group, str) or not _NAME.match(group):
-        raise ValueError(f"group name {group!r}: use letters, digits, '_' and '-' (starting with a letter or '_')")
+    check_group_name(group)
     if not isinstance(df, pd.DataFrame): raise TypeError(f"write takes a DataFrame, not {type(df).__name__}")
     d = self.storage_path/group
     meta = json.loads((d/'_group.json').read_text()) if (d/'_group.json').exists() else None
@@ -353,7 +401,7 @@ def write(self:OfflineFeatureStore, group:str, df:pd.DataFrame, *, entity_col:st
         ensure_dir(d)
         new = dict(entity_col=entity_col, timestamp_col=timestamp_col, features=feats, schema=sent)
         tmp = d/f'_group.json.{uuid.uuid4().hex[:8]}.tmp'
-        with _locked_tmp(tmp) as fh:
+        with locked_temp_file(tmp) as fh:
             fh.write(json.dumps(new).encode()); fh.flush()
             try: os.link(tmp, d/'_group.json'); meta = new           # created: atomic, and only if nobody else did first
             except FileExistsError: pass
@@ -365,31 +413,44 @@ def write(self:OfflineFeatureStore, group:str, df:pd.DataFrame, *, entity_col:st
     name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
     if (kt := _key_table(t, meta, group)) is not None: _write_key(kt, d/name)   # the key first: a writer killed between leaves a key without data (ignored)
     f = _write_file(t, d, name)
-    if self.compact_after is not None and len(self._files(group)) > self.compact_after:
+    if self.compact_after is not None and len(self.live_files(group)) > self.compact_after:
         try: self.compact(group, small_only=True, wait=False)
         except OSError as e: warnings.warn(f"appended to {group!r}, but compacting its files failed: {e}", stacklevel=2)   # the append stands
     return f
 
+# %% ../../nbs/11_features.offline.ipynb #e31755bc
 @patch
-def _read_files(self:OfflineFeatureStore, group:str, columns:list|None=None)->tuple:
-    "(file names, their rows in write order); a compaction that replaces files meanwhile makes us list them again"
-    for attempt in range(50):
-        files = self._files(group)
-        try: frames = [pd.read_parquet(f, columns=columns) for f in files]
-        except FileNotFoundError:
-            if attempt == 49: raise
+def _read_live(self:OfflineFeatureStore, group:str, read, # `read(files)`: what to do with the group's live files
+               retry_on:tuple=(FileNotFoundError,), # What `read` raises when a file vanished under it
+               tries:int=50)->tuple:
+    "(files, read(files)) for a listing of the group's files that were all still live after they were read (a compaction swapping files makes us list them again)"
+    for attempt in range(tries):
+        files = self.live_files(group)
+        try: res = read(files)
+        except retry_on:
+            if attempt == tries - 1: raise
             time.sleep(0.002 * attempt); continue
         # a directory listed while a compaction swaps files may miss both the new file and the old ones: the files we
         # read must all still be live (new appends may have come; removed ones mean a compaction, so read again)
-        if {f.name for f in files} <= {f.name for f in self._files(group)} or attempt == 49: return tuple(f.name for f in files), frames
+        if {f.name for f in files} <= {f.name for f in self.live_files(group)} or attempt == tries - 1: return files, res
 
+# %% ../../nbs/11_features.offline.ipynb #96b5022f
 @patch
-def read(self:OfflineFeatureStore, group:str, columns:list|None=None)->pd.DataFrame:
+def _read_files(self:OfflineFeatureStore, group:str, columns:list|None=None)->tuple:
+    "(file names, their rows in write order), from files that were all live when read"
+    files, frames = self._read_live(group, lambda files: [pd.read_parquet(f, columns=columns) for f in files])
+    return tuple(f.name for f in files), frames
+
+# %% ../../nbs/11_features.offline.ipynb #1a2d0d01
+@patch
+def read(self:OfflineFeatureStore, group:str, # A feature group of this store
+         columns:list|None=None, # Feature columns to read (the entity and time columns always come); None: all
+        )->pd.DataFrame:
     "All rows of a group (the chosen feature columns), in time order"
     self.flush()
-    meta = self._meta(group)
+    meta = self.group_info(group)
     cols = None if columns is None else [meta['entity_col'], meta['timestamp_col'], *columns]
-    names = tuple(f.name for f in self._files(group))
+    names = tuple(f.name for f in self.live_files(group))
     key = (group, names, None if columns is None else tuple(columns))
     if key in self._cache: return self._cache[key]
     names, frames = self._read_files(group, cols)
@@ -403,7 +464,11 @@ def read(self:OfflineFeatureStore, group:str, columns:list|None=None)->pd.DataFr
 
 # %% ../../nbs/11_features.offline.ipynb #9c197b6a
 @patch
-def write_features(self:OfflineFeatureStore, entity_id:str, features:dict, timestamp=None, group:str|None=None):
+def write_features(self:OfflineFeatureStore, entity_id:str, # The entity (by `normalize_entity_ids`' rule)
+                   features:dict, # feature name -> value
+                   timestamp=None, # The event time; now by default
+                   group:str|None=None, # The group; the store's `default_group` by default
+                  ):
     "Buffer one entity's feature values (the seed's call)"
     e = normalize_entity_ids([entity_id])[0]                    # checked now, not when the buffer is written
     if not isinstance(e, str): raise ValueError("entity_id is missing: every row needs an entity id")
@@ -417,16 +482,16 @@ def compact(self:OfflineFeatureStore, group:str, *, small_only:bool=False, # Mer
             wait:bool=True, # Wait for a compaction running elsewhere; False: skip if one is running
            )->int:
     "Merge the group's files (each run of neighbours, so write order is kept) into one file per run; returns how many files were replaced"
-    meta = self._meta(group)
+    meta = self.group_info(group)
     d = self.storage_path/group
     with open(d/'_compact.lock', 'a') as lk:
         if fcntl:
             try: fcntl.flock(lk.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except OSError: return 0                         # another process is compacting this group
         elif not wait: return 0                              # no file locks here (Windows): only compactions asked for
-        for f in self._files(group, replaced=True): f.unlink(missing_ok=True); _key_path(f).unlink(missing_ok=True)   # replaced by a compaction stopped before it removed them
+        for f in self.live_files(group, replaced=True): f.unlink(missing_ok=True); key_file_path(f).unlink(missing_ok=True)   # replaced by a compaction stopped before it removed them
         _remove_orphan_keys(d)
-        files = self._files(group)
+        files = self.live_files(group)
         runs, run = [], []
         for f in files:
             if not small_only or f.stat().st_size < self.small_file_bytes: run.append(f)
@@ -439,19 +504,20 @@ def compact(self:OfflineFeatureStore, group:str, *, small_only:bool=False, # Mer
             name = '-'.join(run[-1].stem.split('-')[:3]) + f'-c{time.time_ns()}.parquet'   # sorts where its last file did
             if (kt := _key_table(t, meta, group)) is not None: _write_key(kt, d/name)       # the key of the merged rows, built once
             _write_file(t, d, name)
-            for f in run: f.unlink(missing_ok=True); _key_path(f).unlink(missing_ok=True)
+            for f in run: f.unlink(missing_ok=True); key_file_path(f).unlink(missing_ok=True)
             n += len(run)
     return n
 
-# %% ../../nbs/11_features.offline.ipynb #e52f6ca6
+# %% ../../nbs/11_features.offline.ipynb #ff39a3aa
 @patch
-def _resolve(self:OfflineFeatureStore, names)->dict:
-    "group -> [features] for feature names, qualified or not (one name alone is a list of one)"
+def resolve_features(self:OfflineFeatureStore, names, # Feature names, `feature` or `group:feature` (one name alone is a list of one)
+                    )->dict:
+    "group -> [features] for feature names, qualified or not; errors name what is unknown, ambiguous or asked twice"
     if isinstance(names, str): names = [names]
     bad = [n for n in names if not isinstance(n, str)]
     if bad: raise TypeError(f"feature names are strings like 'amount' or 'group:amount', not {bad}")
     by, seen = {}, {}
-    metas = {g: self._meta(g) for g in self.groups()}
+    metas = {g: self.group_info(g) for g in self.groups()}
     for n in names:
         if ':' in n:
             g, f = n.split(':', 1)
@@ -467,19 +533,23 @@ def _resolve(self:OfflineFeatureStore, names)->dict:
         by.setdefault(g, []).append(f)
     return by
 
+# %% ../../nbs/11_features.offline.ipynb #0d50ed5a
 @patch
-def get_features(self:OfflineFeatureStore, entity_ids:list, feature_names:list)->pd.DataFrame:
+def get_features(self:OfflineFeatureStore, entity_ids:list, # The entities, one output row each, in this order
+                 feature_names:list, # Feature names, `feature` or `group:feature` (one name alone is a list of one)
+                )->pd.DataFrame:
     "Latest value of each feature per entity, one row per entity in the order asked"
     out = pd.DataFrame({'entity_id': normalize_entity_ids(entity_ids).reset_index(drop=True)})
-    for g, feats in self._resolve(feature_names).items():
-        meta = self._meta(g)
+    for g, feats in self.resolve_features(feature_names).items():
+        meta = self.group_info(g)
         df = self.read(g, feats).drop_duplicates(meta['entity_col'], keep='last').set_index(meta['entity_col'])[feats]
         out = out.join(df, on='entity_id')
     return out
 
-# %% ../../nbs/11_features.offline.ipynb #8893f4f8
-def _ttl(ttl)->pd.Timedelta|None:
-    "A TTL as a `Timedelta` (None: no limit); refuses what is not a duration, and negative ones"
+# %% ../../nbs/11_features.offline.ipynb #c7d8620c
+def parse_ttl(ttl, # How old a value may be: a timedelta, a string like '30d' or '12h', or None (no limit)
+             )->pd.Timedelta|None:
+    "A TTL as a `Timedelta` (None: no limit); refuses what is not a duration, and negative ones (both stores read TTLs by it)"
     if ttl is None: return None
     t = None
     if isinstance(ttl, pd.Timedelta): t = ttl
@@ -491,6 +561,7 @@ def _ttl(ttl)->pd.Timedelta|None:
     if t < pd.Timedelta(0): raise ValueError(f"ttl {ttl!r} is negative: a TTL is how old a value may be, e.g. '30d'")
     return t
 
+# %% ../../nbs/11_features.offline.ipynb #6769cbd3
 def _usable(df:pd.DataFrame, meta:dict, group:str)->pd.DataFrame:
     "Rows that can be placed in time: groups written before rows were checked may hold some without an entity or a time"
     bad = df[meta['timestamp_col']].isna().to_numpy() | df[meta['entity_col']].isna().to_numpy()
@@ -499,7 +570,6 @@ def _usable(df:pd.DataFrame, meta:dict, group:str)->pd.DataFrame:
                   "they are left out of point-in-time joins: rewrite the group without them", stacklevel=3)
     return df[~bad].reset_index(drop=True)
 
-
 # %% ../../nbs/11_features.offline.ipynb #bb089ec4
 _NAT = np.iinfo(np.int64).min
 OfflineFeatureStore._packed = True    # False: always join with merge_asof (the tests compare the two paths)
@@ -507,7 +577,7 @@ OfflineFeatureStore._packed = True    # False: always join with merge_asof (the 
 @patch
 def _merge_asof(self:OfflineFeatureStore, out, ents, ts, tol, g, feats):
     "The join by pandas `merge_asof`, for groups whose (entity, time) key does not fit in 62 bits"
-    meta = self._meta(g)
+    meta = self.group_info(g)
     right = _usable(self.read(g, feats), meta, g)
     codes, _ = pd.factorize(pd.concat([ents, right[meta['entity_col']].astype(str)], ignore_index=True))
     left = pd.DataFrame({'_row': np.arange(len(ents)), '_ent': codes[:len(ents)], '_ts': ts}).sort_values('_ts', kind='stable')
@@ -517,8 +587,12 @@ def _merge_asof(self:OfflineFeatureStore, out, ents, ts, tol, g, feats):
     order = np.empty(len(j), dtype=np.int64); order[j['_row'].to_numpy()] = np.arange(len(j))
     for f in feats: out[f] = j[f].to_numpy()[order]
 
+# %% ../../nbs/11_features.offline.ipynb #1c3a9dc9
 @patch
-def create_training_set(self:OfflineFeatureStore, entity_ids:list, feature_names:list, label_name:str)->pd.DataFrame:
+def create_training_set(self:OfflineFeatureStore, entity_ids:list, # The entities, one row each
+                        feature_names:list, # Feature names (or one name), as `get_features` takes them
+                        label_name:str, # The feature that is the label, as a feature name
+                       )->pd.DataFrame:
     "The seed's call: latest features and the label per entity"
     return self.get_features(entity_ids, [*( [feature_names] if isinstance(feature_names, str) else feature_names), label_name])
 
@@ -534,6 +608,7 @@ def _segment(kt)->dict:
     return dict(keys=keys, tmin=info['tmin'], tb=info['tb'], dropped=info['dropped'], tbl=kt.drop_columns(['__key', '__ent']),
                 uniq=kt.column('__ent').chunk(0).dictionary if kt.column('__ent').num_chunks else pa.array([], pa.string()))
 
+# %% ../../nbs/11_features.offline.ipynb #c08ca9ef
 def _load_key(k:Path)->dict:
     "The segment in key file `k`, memory-mapped, loaded once per process (per path and inode: a rewritten file is a new generation)"
     import pyarrow as pa
@@ -546,6 +621,7 @@ def _load_key(k:Path)->dict:
         with _keys_lock: _keys[str(k)] = seg
     return seg
 
+# %% ../../nbs/11_features.offline.ipynb #aed2f64e
 def _forget_keys(d:Path, live:set):
     "Drop the cached segments of `d`'s files that are no longer live (compacted away)"
     with _keys_lock:
@@ -557,7 +633,7 @@ _NOFIT = {}          # data file (path, inode) -> True: its key would need over 
 @patch
 def _file_segment(self:OfflineFeatureStore, group:str, f:Path, meta:dict)->dict|None:
     "The key segment of data file `f`: its key file, or built from `f` once (and persisted) for files written without one"
-    k = _key_path(f)
+    k = key_file_path(f)
     try: return _load_key(k)
     except FileNotFoundError: pass
     st = os.stat(f)                                    # FileNotFoundError: compacted away meanwhile (the caller lists again)
@@ -570,19 +646,14 @@ def _file_segment(self:OfflineFeatureStore, group:str, f:Path, meta:dict)->dict|
     try: _write_key(kt, f); return _load_key(k)
     except OSError: return _segment(kt)                # a read-only store: keep it in memory
 
+# %% ../../nbs/11_features.offline.ipynb #3713afe2
 @patch
 def _pit_index(self:OfflineFeatureStore, group:str, feats:list|None=None)->list|None:
     "The group's key segments in write order (one per data file, memory-mapped, shared in the process); None if one needs over 62 bits"
     self.flush()
-    meta = self._meta(group)
-    for attempt in range(50):
-        files = self._files(group)
-        try: segs = [self._file_segment(group, f, meta) for f in files]
-        except FileNotFoundError:
-            if attempt == 49: raise
-            time.sleep(0.002 * attempt); continue
-        if {f.name for f in files} <= {f.name for f in self._files(group)} or attempt == 49: break
-    _forget_keys(self.storage_path/group, {str(_key_path(f)) for f in files})
+    meta = self.group_info(group)
+    files, segs = self._read_live(group, lambda files: [self._file_segment(group, f, meta) for f in files])
+    _forget_keys(self.storage_path/group, {str(key_file_path(f)) for f in files})
     segs = [s for s in segs if s is None or not s.get('empty')]
     if not segs or any(s is None for s in segs) or not any(len(s['keys']) for s in segs): return None
     return segs
@@ -643,11 +714,11 @@ def get_historical_features(self:OfflineFeatureStore,
     *, entity_col:str='entity_id', timestamp_col:str='event_timestamp',
 )->pd.DataFrame:
     "Features as they were at each row's timestamp: never from the future, every row kept, in order"
-    ttl = _ttl(ttl)
+    ttl = parse_ttl(ttl)
     if not isinstance(entity_df, pd.DataFrame): raise TypeError(f"entity_df must be a DataFrame, not {type(entity_df).__name__}")
     for c in (entity_col, timestamp_col):
         if c not in entity_df.columns: raise ValueError(f"entity_df has no column {c!r} (columns: {list(entity_df.columns)})")
-    groups = self._resolve(features)
+    groups = self.resolve_features(features)
     if clash := [f for fs in groups.values() for f in fs if f in entity_df.columns]:
         raise ValueError(f"entity_df already has column(s) {clash}: rename them, or the features would overwrite them")
     try: ts = pd.DatetimeIndex(pd.to_datetime(entity_df[timestamp_col], utc=True)).as_unit('us').asi8   # times as integer µs, NaT the smallest
@@ -681,25 +752,24 @@ def _join_memory(self:OfflineFeatureStore, group:str, feats:list, entity_rows:in
     "The memory `join_memory` states for joining `feats` of `group` to `entity_rows` rows, counting the group's files that have no key yet"
     import pyarrow.parquet as pq
     unkeyed = 0
-    for f in self._files(group):
-        if not _key_path(f).exists():
+    for f in self.live_files(group):
+        if not key_file_path(f).exists():
             try: unkeyed += pq.read_metadata(f).num_rows
             except FileNotFoundError: pass
-    return join_memory(entity_rows, len(feats), unkeyed, len(self._meta(group)['features']))
+    return join_memory(entity_rows, len(feats), unkeyed, len(self.group_info(group)['features']))
 
 # %% ../../nbs/11_features.offline.ipynb #4fce0db9
 @patch
 def _duckdb_join(self:OfflineFeatureStore, out:pd.DataFrame, ents:pd.Series, ts:np.ndarray, tol:int|None, g:str, feats:list):
     "The join out of core: DuckDB's ASOF LEFT JOIN on the group's live files, spilling to disk within the budget; the same answers and types"
     import duckdb, tempfile, pyarrow as pa
-    meta = self._meta(g)
+    meta = self.group_info(g)
     q = lambda n: '"' + n.replace('"', '""') + '"'
     s = lambda v: "'" + str(v).replace("'", "''") + "'"
     left = pa.table({'_row': np.arange(len(ts)), '_e': pa.array(ents, type=pa.string()), '_t': pa.array(ts, mask=ts == _NAT)})
     sel = ', '.join(f'{q(f)} AS "_f{i}"' for i, f in enumerate(feats))
-    for attempt in range(50):
-        files = self._files(g)
-        if not files: break
+    def run(files):
+        if not files: return None
         parts = ' UNION ALL '.join(f"SELECT CAST({q(meta['entity_col'])} AS VARCHAR) AS _e, epoch_us({q(meta['timestamp_col'])}) AS _t, {sel}, {i} AS _file, file_row_number "
                                    f"FROM read_parquet({s(f)}, file_row_number=true)" for i, f in enumerate(files))
         sql = (f"WITH r AS ({parts}), f AS (SELECT * FROM r WHERE _e IS NOT NULL AND _t IS NOT NULL "
@@ -709,13 +779,9 @@ def _duckdb_join(self:OfflineFeatureStore, out:pd.DataFrame, ents:pd.Series, ts:
             con = duckdb.connect(config={'memory_limit': f"{max(self._budget >> 20, 64)}MB", 'temp_directory': tmp})
             try:
                 con.register('l', left)
-                try: res = con.sql(sql).to_arrow_table()
-                except duckdb.IOException:
-                    if attempt == 49: raise
-                    time.sleep(0.002 * attempt); continue              # a compaction removed a file meanwhile: list again
+                return con.sql(sql).to_arrow_table()
             finally: con.close()
-        break
-    else: files = []
+    files, res = self._read_live(g, run, retry_on=(duckdb.IOException,))     # a compaction removed a file meanwhile: list again
     if not files:
         for f in feats: out[f] = np.nan
         return

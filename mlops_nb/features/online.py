@@ -21,18 +21,24 @@ import hashlib, json, math, sqlite3, threading, time, uuid
 import msgpack
 import numpy as np, pandas as pd
 from ..config import get_settings, ensure_dir, sqlite_path, redact, url_scheme
-from .offline import FeatureStore, OfflineFeatureStore, _ttl, normalize_entity_ids
+from .offline import FeatureStore, OfflineFeatureStore, parse_ttl, normalize_entity_ids
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['OnlineFeatureStore', 'materialize']
+__all__ = ['RedisBackend', 'OnlineFeatureStore', 'to_utc', 'materialize']
 
 # %% ../../nbs/12_features.online.ipynb #5164b52b
 def _redis_group(group:str)->str:
     "A group's part of a Redis key, without ':' (escaped as %3A, '%' as %25), so group 'a:b' + entity 'c' and group 'a' + entity 'b:c' stay apart"
     return group.replace('%', '%25').replace(':', '%3A')
 
-class _RedisBackend:
-    def __init__(self, client, prefix:str, shown:str):
+# %% ../../nbs/12_features.online.ipynb #75938b82
+class RedisBackend:
+    "The online store's rows in Redis: one msgpack value per (group, entity) under `prefix`, read with one MGET (Spark's tasks write to it too)"
+    def __init__(self, client, # A `redis.Redis` client
+                 prefix:str, # Key prefix, so several stores share one Redis
+                 shown:str, # The URL as shown (password redacted)
+                ):
         self.r, self.prefix, self.shown = client, prefix, shown
     def _key(self, group, e): return f'{self.prefix}:{_redis_group(group)}:{e}'
     def get(self, group:str, entities:list)->list: return self.get_pairs([(group, e) for e in entities])
@@ -45,6 +51,7 @@ class _RedisBackend:
         p.execute()
     def ttl(self, group, e): return self.r.ttl(self._key(group, e))
 
+# %% ../../nbs/12_features.online.ipynb #9e5f3f95
 class _SQLiteBackend:
     def __init__(self, path):
         ensure_dir(path.parent)
@@ -89,12 +96,13 @@ def _redis_client(url:str):
 # %% ../../nbs/12_features.online.ipynb #450c857e
 def _online_ttl(ttl)->float|None:
     "An online TTL in seconds (None: never expires); both backends refuse one under a second, as Redis can't keep a key for 0 s"
-    t = _ttl(ttl)
+    t = parse_ttl(ttl)
     if t is None: return None
     if t < pd.Timedelta(1, 's'):
         raise ValueError(f"online ttl {ttl!r} is under 1 second, so values would expire at once: give at least '1s', or ttl=None for values that never expire")
     return t.total_seconds()
 
+# %% ../../nbs/12_features.online.ipynb #411b7951
 class OnlineFeatureStore(FeatureStore):
     "Latest feature values per entity for serving: Redis by URL or client, SQLite in the workspace by default"
     def __init__(self, redis_client=None, # A `redis.Redis`, a URL (`redis://`, `rediss://`, `unix://`, `sqlite:///`); the workspace's by default
@@ -103,15 +111,15 @@ class OnlineFeatureStore(FeatureStore):
                  ttl='7d', # How long a value lives (at least 1 s): a timedelta or '7d'; None for ever
                 ):
         _online_ttl(ttl)
-        self.group, self.ttl = group, _ttl(ttl)
+        self.group, self.ttl = group, parse_ttl(ttl)
         src = redis_client if redis_client is not None else get_settings().online_store
         if isinstance(src, str):
             if url_scheme(src) == 'sqlite': self.backend, self.url = _SQLiteBackend(sqlite_path(src)), src
-            else: self.backend, self.url = _RedisBackend(_redis_client(src), prefix, redact(src)), src
+            else: self.backend, self.url = RedisBackend(_redis_client(src), prefix, redact(src)), src
         else:
             kw = src.connection_pool.connection_kwargs
             self.url = f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
-            self.backend = _RedisBackend(src, prefix, self.url)
+            self.backend = RedisBackend(src, prefix, self.url)
         self.redis = src if not isinstance(src, str) else getattr(self.backend, 'r', None)   # the seed's attribute
 
     def __repr__(self): return f"OnlineFeatureStore({redact(self.url)!r}, group={self.group!r})"
@@ -121,11 +129,9 @@ class OnlineFeatureStore(FeatureStore):
     @property
     def state_key(self)->str:
         "Names this store (URL without the password, and the Redis key prefix) in materialisation bookkeeping"
-        return redact(self.url) + (f'#{self.backend.prefix}' if isinstance(self.backend, _RedisBackend) else '')
+        return redact(self.url) + (f'#{self.backend.prefix}' if isinstance(self.backend, RedisBackend) else '')
 
 # %% ../../nbs/12_features.online.ipynb #1b9ec0c2
-from fastcore.basics import patch
-
 def _plain(v):
     if v is None or (isinstance(v, float) and math.isnan(v)): return None
     if hasattr(v, 'item'): v = v.item()
@@ -133,12 +139,14 @@ def _plain(v):
     if not isinstance(v, (int, float, str, bool)): raise TypeError(f"feature values must be numbers, strings or booleans, not {type(v).__name__}")
     return v
 
+# %% ../../nbs/12_features.online.ipynb #2c311d22
 def _ids(ids, what:str='entity id')->list:
     "Entity ids by the offline store's rule (`normalize_entity_ids`); refuses missing ones"
     s = normalize_entity_ids(ids)
     if n := int(s.isna().sum()): raise ValueError(f"{what} is missing in {n} of {len(s)} rows: every row needs an entity id")
     return s.tolist()
 
+# %% ../../nbs/12_features.online.ipynb #dc95cbf5
 @patch
 def write_features(self:OnlineFeatureStore, entity_id:str, features:dict, group:str|None=None, ttl=None):
     "Write one entity's features, keeping the ones not given (the seed's call)"
@@ -148,6 +156,7 @@ def write_features(self:OnlineFeatureStore, entity_id:str, features:dict, group:
     old = self.backend.get(g, [e])[0] or {}
     self.backend.put(g, [(e, {**old, **new})], ttl_s)
 
+# %% ../../nbs/12_features.online.ipynb #3e95dfde
 @patch
 def write_frame(self:OnlineFeatureStore, df:pd.DataFrame, group:str|None=None, *, entity_col:str='entity_id', ttl=None)->int:
     "Write many entities (one row each: the entity column and feature columns), replacing what they had"
@@ -181,22 +190,25 @@ def get_rows(self:OnlineFeatureStore, entity_ids:list, groups:list)->dict:
     got = self.backend.get_pairs([(g, e) for g in groups for e in ids])
     return {g: got[i*len(ids):(i+1)*len(ids)] for i, g in enumerate(groups)}
 
-# %% ../../nbs/12_features.online.ipynb #5d1cd2b8
-def _utc(t)->pd.Timestamp:
+# %% ../../nbs/12_features.online.ipynb #4f722207
+def to_utc(t, # A time: a Timestamp, datetime or string; one without a zone is taken as UTC
+          )->pd.Timestamp:
+    "`t` as a UTC `Timestamp` (the event-time bounds of `materialize` are read by it)"
     t = pd.Timestamp(t)
     return t.tz_localize('UTC') if t.tz is None else t.tz_convert('UTC')
 
+# %% ../../nbs/12_features.online.ipynb #5d1cd2b8
 def materialize(offline:OfflineFeatureStore, online:OnlineFeatureStore, group:str,
                 start=None, end=None, # Event-time range (start excluded, end included); all of it by default
                 *, incremental:bool=True, # Write only entities whose latest row differs from what this online store got last time
                )->int:
     "Copy the latest values per entity of `group` from the offline into the online store; returns how many entities were written"
-    meta = offline._meta(group)
+    meta = offline.group_info(group)
     e, t = meta['entity_col'], meta['timestamp_col']
     df = offline.read(group)
     keep = df[t].notna() & df[e].notna()
-    if start is not None: keep &= df[t] > _utc(start)
-    if end is not None: keep &= df[t] <= _utc(end)
+    if start is not None: keep &= df[t] > to_utc(start)
+    if end is not None: keep &= df[t] <= to_utc(end)
     latest = df[keep].drop_duplicates(e, keep='last')        # rows are in time order; equal times: the last written
     cur_e = latest[e].astype(str).to_numpy(dtype=object)
     cur_t = latest[t].astype('datetime64[us, UTC]').astype('int64').to_numpy()

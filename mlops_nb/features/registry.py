@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
 from ..config import get_settings, ensure_dir
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['FeatureVersion', 'FeatureRegistry', 'check_sql', 'sandboxed_duckdb']
@@ -32,6 +33,7 @@ class FeatureVersion:
     feature_name:str; version:int; computation_logic:str; created_at:datetime
     description:str=''; owner:str=''; logic_hash:str=''
 
+# %% ../../nbs/13_features.registry.ipynb #e7979e56
 @contextmanager
 def _file_lock(path:Path):
     "An exclusive OS lock on `path` (a side file: never the SQLite file, whose own locks it would break)"
@@ -42,6 +44,7 @@ def _file_lock(path:Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../../nbs/13_features.registry.ipynb #e8724f6b
 _SCHEMA = ('CREATE TABLE IF NOT EXISTS features (name TEXT, version INTEGER, logic TEXT, description TEXT, owner TEXT, '
            'created_at TEXT, logic_hash TEXT, PRIMARY KEY (name, version))')
 
@@ -108,6 +111,7 @@ def _relation(name:str, t):
     try: return ds.dataset(p, format='parquet')
     except Exception as e: raise ValueError(f"table {name!r}: {str(p)!r} is not Parquet: {e}") from None
 
+# %% ../../nbs/13_features.registry.ipynb #95c7719b
 def sandboxed_duckdb(tables:dict):
     "An in-memory DuckDB connection that sees only `tables` (name -> DataFrame, Arrow table or Parquet path), locked down"
     import duckdb
@@ -119,10 +123,9 @@ def sandboxed_duckdb(tables:dict):
     return con
 
 # %% ../../nbs/13_features.registry.ipynb #a689ee25
-from fastcore.basics import patch
-
 def _norm(logic:str)->str: return '\n'.join(l.rstrip() for l in logic.strip().splitlines())
 
+# %% ../../nbs/13_features.registry.ipynb #d2e112af
 @patch
 def register_feature(self:FeatureRegistry, feature_name:str, computation_logic:str, description:str='', owner:str='')->int:
     "Register a new version of a feature definition (or find the latest, if its logic is the same); returns the version"
@@ -144,6 +147,7 @@ def register_feature(self:FeatureRegistry, feature_name:str, computation_logic:s
             raise
     return self._retry(write)
 
+# %% ../../nbs/13_features.registry.ipynb #665e6a00
 @patch
 def get_feature(self:FeatureRegistry, feature_name:str, version:int|None=None)->FeatureVersion:
     "A version of a definition (the latest by default)"
@@ -156,11 +160,13 @@ def get_feature(self:FeatureRegistry, feature_name:str, version:int|None=None)->
         raise ValueError(f"Feature {feature_name} not found" + (f" at version {version}" if version else '') + f"; the features are {known}")
     return FeatureVersion(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6])
 
+# %% ../../nbs/13_features.registry.ipynb #cd2958a4
 @patch
 def list_features(self:FeatureRegistry)->dict:
     "Each feature's latest version (the seed's call)"
     return self._retry(lambda c: dict(c.execute('SELECT name, MAX(version) FROM features GROUP BY name ORDER BY name')))
 
+# %% ../../nbs/13_features.registry.ipynb #9cdd281b
 @patch
 def versions(self:FeatureRegistry, feature_name:str)->list:
     "Every version of a feature, oldest first"

@@ -8,8 +8,8 @@ import hashlib, json, os, shutil, time, uuid
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from .offline import (OfflineFeatureStore, normalize_entity_ids, _NAME, _entity_error, _entity_one,
-                                      _locked_tmp, _ttl, _remove_if_abandoned)
+from .offline import (OfflineFeatureStore, normalize_entity_ids, normalize_entity_id, entity_id_error,
+                                      check_group_name, locked_temp_file, parse_ttl, remove_if_abandoned)
 
 # %% auto #0
 __all__ = ['SparkOfflineStore']
@@ -53,12 +53,12 @@ def _spark_entities(df, c:str):
     if isinstance(dt, T.IntegralType): return col.cast('string')
     if isinstance(dt, (T.FloatType, T.DoubleType)):
         bad = col.isNotNull() & ~F.isnan(col) & ((F.abs(col) == float('inf')) | (col != F.floor(col)))
-        if (r := df.filter(bad).select(col).first()) is not None: raise _entity_error(float(r[0]))
+        if (r := df.filter(bad).select(col).first()) is not None: raise entity_id_error(float(r[0]))
         return F.when(F.isnan(col), None).otherwise(col.cast('long').cast('string'))
-    if isinstance(dt, T.BooleanType): raise _entity_error(True)
+    if isinstance(dt, T.BooleanType): raise entity_id_error(True)
     r = df.filter(col.isNotNull()).select(col).first()   # another type: the embedded rule decides on its first value
     if r is None: return F.lit(None).cast('string')
-    _entity_one(r[0]); raise _entity_error(r[0])
+    normalize_entity_id(r[0]); raise entity_id_error(r[0])
 
 # %% ../../nbs/14_features.spark.ipynb #1ebf145e
 def _pandas_type(dt)->tuple:
@@ -96,7 +96,7 @@ class SparkOfflineStore:
         if not self.storage_path.exists(): return 0
         for lk in self.storage_path.glob('*/_spark-*.lock'):
             d = lk.with_suffix('')
-            if _remove_if_abandoned(lk):
+            if remove_if_abandoned(lk):
                 shutil.rmtree(d, ignore_errors=True); n += 1
         return n
 
@@ -130,7 +130,7 @@ def _prepare_spark(self:SparkOfflineStore, group:str, sdf, meta:dict|None, entit
     sent = {f: dict(zip(('dtype', 'family'), _pandas_type(sdf.schema[f].dataType))) for f in feats}
     out = {f: F.col(f) for f in feats}
     if meta:
-        stored = self.local._schema(group, meta)
+        stored = self.local.stored_schema(group, meta)
         for f in feats:
             st, se = stored.get(f), sent[f]
             if st is None or se['family'] is None or st['family'] == se['family']:
@@ -154,11 +154,12 @@ def _create_group(self:SparkOfflineStore, group:str, new:dict)->dict:
     d = self.storage_path/group
     d.mkdir(parents=True, exist_ok=True)
     tmp = d/f'_group.json.{uuid.uuid4().hex[:8]}.tmp'
-    with _locked_tmp(tmp) as fh:
+    with locked_temp_file(tmp) as fh:
         fh.write(json.dumps(new).encode()); fh.flush()
         try: os.link(tmp, d/'_group.json'); return new
         except FileExistsError: return json.loads((d/'_group.json').read_text())
 
+# %% ../../nbs/14_features.spark.ipynb #e01dadca
 @patch
 def _write_spark(self:SparkOfflineStore, group:str, sdf, entity_col:str, timestamp_col:str)->tuple:
     "Write Spark frame `sdf` to `group`: one Parquet file per partition, staged and renamed into the group's write order; (files, rows)"
@@ -172,7 +173,7 @@ def _write_spark(self:SparkOfflineStore, group:str, sdf, entity_col:str, timesta
     if not n: return [], 0
     job = f"_spark-{uuid.uuid4().hex}"
     conf, key = self.spark.conf, 'spark.sql.parquet.outputTimestampType'
-    with _locked_tmp(d/f'{job}.lock'):                 # held while the staging folder exists: a killed writer's is removed on open
+    with locked_temp_file(d/f'{job}.lock'):                 # held while the staging folder exists: a killed writer's is removed on open
         old = conf.get(key)
         conf.set(key, 'TIMESTAMP_MICROS')              # not Spark's INT96: pyarrow reads these as the embedded store writes them
         try: out.write.mode('errorifexists').parquet(str(d/job))
@@ -184,11 +185,11 @@ def _write_spark(self:SparkOfflineStore, group:str, sdf, entity_col:str, timesta
         shutil.rmtree(d/job, ignore_errors=True)
     return files, n
 
+# %% ../../nbs/14_features.spark.ipynb #712f4eb0
 @patch
 def write(self:SparkOfflineStore, group:str, df, *, entity_col:str='entity_id', timestamp_col:str='event_timestamp')->list:
     "Append `df` (pandas or Spark; entity, timestamp and feature columns) to feature group `group`; returns the files written"
-    if not isinstance(group, str) or not _NAME.match(group):
-        raise ValueError(f"group name {group!r}: use letters, digits, '_' and '-' (starting with a letter or '_')")
+    check_group_name(group)
     if isinstance(df, pd.DataFrame):                   # on the driver already: the embedded engine writes it (one file and its key)
         f = self.local.write(group, df, entity_col=entity_col, timestamp_col=timestamp_col)
         return [] if f is None else [f]
@@ -205,14 +206,15 @@ def _target_type(types:list):
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types): return 'double'
     return None
 
+# %% ../../nbs/14_features.spark.ipynb #96d44382
 @patch
 def _rows(self:SparkOfflineStore, group:str, feats:list):
     "The group's stored rows as a Spark frame: `__e` (entity), `__t` (µs), `__f` / `__r` (file name, row in file: the write order) and `feats`; None if it has no files"
     import pyarrow.parquet as pq
     _, F, _, _ = _spark_modules()
-    meta = self.local._meta(group)
+    meta = self.local.group_info(group)
     ec, tc = meta['entity_col'], meta['timestamp_col']
-    files = self.local._files(group)                   # live files only: a compaction's `mlops_nb.covers` hides the files it replaced
+    files = self.local.live_files(group)                   # live files only: a compaction's `mlops_nb.covers` hides the files it replaced
     if not files: return None
     by = {}
     for f in files: by.setdefault(pq.read_schema(f).remove_metadata(), []).append(f)   # footers only; files of one schema are read together
@@ -261,12 +263,12 @@ def get_historical_features(self:SparkOfflineStore,
 ):
     "Features as they were at each row's timestamp, as a Spark DataFrame: never from the future, every row kept; the embedded store's values"
     _, F, _, Window = _spark_modules()
-    ttl = _ttl(ttl)
+    ttl = parse_ttl(ttl)
     if not (isinstance(entity_df, pd.DataFrame) or _is_spark(entity_df)):
         raise TypeError(f"entity_df must be a DataFrame, not {type(entity_df).__name__}")
     for c in (entity_col, timestamp_col):
         if c not in entity_df.columns: raise ValueError(f"entity_df has no column {c!r} (columns: {list(entity_df.columns)})")
-    groups = self.local._resolve(features)
+    groups = self.local.resolve_features(features)
     if clash := [f for fs in groups.values() for f in fs if f in entity_df.columns]:
         raise ValueError(f"entity_df already has column(s) {clash}: rename them, or the features would overwrite them")
     left = self._entity_rows(entity_df, entity_col, timestamp_col)
@@ -287,7 +289,7 @@ def get_historical_features(self:SparkOfflineStore,
     cols = [F.col(c) for c in user]
     for g, feats in groups.items():
         if g in empty:
-            meta = self.local._meta(g)
+            meta = self.local.group_info(g)
             cols += [F.lit(None).cast(_SPARK_TYPES.get(meta.get('schema', {}).get(f, {}).get('dtype')) or 'double').alias(f) for f in feats]; continue
         s, _ = picks[g]
         ok = F.col(s).isNotNull() if tol is None else (F.col('__t') - F.col(f'{s}.__ft') <= tol)
@@ -299,12 +301,12 @@ def get_historical_features(self:SparkOfflineStore,
 @patch
 def latest(self:SparkOfflineStore, group:str, start=None, end=None):
     "The latest stored row per entity of `group` (event time in (`start`, `end`]; equal times: the last written) as a Spark frame: `entity_id` and the features"
-    from mlops_nb.features.online import _utc
+    from mlops_nb.features.online import to_utc
     _, F, _, Window = _spark_modules()
-    meta = self.local._meta(group)
+    meta = self.local.group_info(group)
     rows = self._rows(group, meta['features'])
     if rows is None: return self.spark.createDataFrame([], 'entity_id string')
-    us = lambda x: _utc(x).value // 1000
+    us = lambda x: to_utc(x).value // 1000
     if start is not None: rows = rows.filter(F.col('__t') > us(start))
     if end is not None: rows = rows.filter(F.col('__t') <= us(end))
     w = Window.partitionBy('__e').orderBy(F.desc('__t'), F.desc('__f'), F.desc('__r'))
@@ -326,12 +328,13 @@ def _online_writer(url:str, prefix:str|None, ttl, group:str):
         yield pa.RecordBatch.from_pydict({'n': [n]})
     return write
 
+# %% ../../nbs/14_features.spark.ipynb #ee8854c0
 @patch
 def materialize(self:SparkOfflineStore, online, group:str, start=None, end=None)->int:
     "Write the latest values per entity of `group` (event time in (`start`, `end`]) to `online`, from Spark's tasks in parallel; returns how many entities"
-    from mlops_nb.features.online import _RedisBackend
+    from mlops_nb.features.online import RedisBackend
     _, F, _, _ = _spark_modules()
-    redis = isinstance(online.backend, _RedisBackend)
+    redis = isinstance(online.backend, RedisBackend)
     if not redis and not self.spark.sparkContext.master.startswith('local'):
         raise ValueError(f"{online!r} is a SQLite file on this machine, which the executors of {self.spark.sparkContext.master} can't reach: "
                          "materialize to Redis (OnlineFeatureStore('redis://…')) from a cluster")

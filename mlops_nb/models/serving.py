@@ -31,10 +31,15 @@ import numpy as np
 from fastapi import Request   # at module level: FastAPI resolves the handlers' (string) annotations here
 
 # %% auto #0
-__all__ = ['MAX_FEATURE_ABS', 'SCORING_FORMATS', 'DEFAULT_MAX_BODY', 'LoadedModel', 'to_json_predictions', 'RequestError',
-           'to_matrix', 'to_frame', 'to_tensor', 'to_input', 'scoring_rows', 'csv_rows', 'ModelServer', 'entity_ids',
-           'no_extra_columns', 'parse_size', 'BodyLimit', 'ErrorAnswer', 'PredictAnswer', 'BatchAnswer',
+__all__ = ['MAX_FEATURE_ABS', 'SCORING_FORMATS', 'DEFAULT_MAX_BODY', 'PipelineRows', 'LoadedModel', 'to_json_predictions',
+           'RequestError', 'to_matrix', 'to_frame', 'to_tensor', 'to_input', 'scoring_rows', 'csv_rows', 'ModelServer',
+           'entity_ids', 'no_extra_columns', 'parse_size', 'BodyLimit', 'ErrorAnswer', 'PredictAnswer', 'BatchAnswer',
            'ScoringAnswer', 'ScoringError', 'create_app', 'app_from_env', 'ModelService', 'BatchPredictionService']
+
+# %% ../../nbs/22_models.serving.ipynb #0ae7edb9
+class PipelineRows(np.ndarray):
+    "Rows already through the model's own `FeatureEngineeringPipeline` (its `transform_row`): its estimator takes them as they are"
+
 
 # %% ../../nbs/22_models.serving.ipynb #3dca9558
 _FLOAT_TYPES = {'double', 'float', 'float64', 'float32', 'float16'}
@@ -115,10 +120,10 @@ class LoadedModel:
         self.task = _task_of(self.model, self.kind, self.signature)
         self.loaded_at, self.registered_at = datetime.now(timezone.utc).isoformat(timespec='seconds'), None
 
-    def predict(self, X, params:dict|None=None)->tuple:
-        "Predictions (as the model returned them) and, for scikit-learn classifiers, the probability of the predicted class"
+    def predict(self, X, params:dict|None=None, proba:bool=True)->tuple:
+        "Predictions (as the model returned them) and, for scikit-learn classifiers when `proba`, the probability of the predicted class"
         import pandas as pd
-        if isinstance(X, np.ndarray) and self.frame: X = pd.DataFrame(X, columns=self.columns)
+        if isinstance(X, np.ndarray) and self.frame and not isinstance(X, PipelineRows): X = pd.DataFrame(X, columns=self.columns)
         if self.kind == 'pyfunc':
             if isinstance(X, np.ndarray): X = X.astype(self.tensor_dtype) if self.tensor_dtype is not None else pd.DataFrame(X, columns=self.columns)
             pred, prob = self.model.predict(X, params=params) if params else self.model.predict(X), None
@@ -126,7 +131,8 @@ class LoadedModel:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore', UserWarning)       # "X does not have valid feature names": we pass arrays on purpose
                 est = self.model
-                if getattr(self, '_pre', None) is not None:
+                if isinstance(X, PipelineRows): est, X = self._final, np.asarray(X)     # already through the pipeline
+                elif getattr(self, '_pre', None) is not None:
                     est = self._final
                     X = self._pre.transform(X)
                     if self._as_array:
@@ -134,7 +140,7 @@ class LoadedModel:
                         except (TypeError, ValueError): pass      # text passed through: the estimator gets the frame
                 pred = est.predict(X)
                 prob = (est.predict_proba(X).max(axis=1)
-                        if self.task == 'classification' and hasattr(est, 'predict_proba') else None)
+                        if proba and self.task == 'classification' and hasattr(est, 'predict_proba') else None)
         if self.task is None:     # a pyfunc that did not say: its first answer decides, once
             a = _flat(pred)
             fractional = a is not None and a.dtype.kind == 'f' and bool((np.isfinite(a) & (a != np.round(a))).any())
@@ -446,18 +452,18 @@ class ModelServer:
         full = {**split, primary: max(0.0, 1 - sum(split.values()))}
         return self.models[route(full, key, salt=self.name)]
 
-    def answer(self, rows:list|None, key:str|None=None, params:dict|None=None, parse=None)->dict:
+    def answer(self, rows:list|None, key:str|None=None, params:dict|None=None, parse=None, proba:bool=True)->dict:
         """Predict for rows; raises `RequestError` for bad input (never counted against the version) and for model failures (counted).
         `parse(model)`, when given, makes `(rows, params)` from the request for the version it was routed to (its signature)."""
         m = self.pick(key)
         if parse is not None: rows, params = parse(m)
-        return self.run_model(m, to_input(rows, m, self.max_batch, self.max_abs), params)
+        return self.run_model(m, to_input(rows, m, self.max_batch, self.max_abs), params, proba=proba)
 
-    def run_model(self, m:LoadedModel, X, params:dict|None=None)->dict:
+    def run_model(self, m:LoadedModel, X, params:dict|None=None, proba:bool=True)->dict:
         "The answer of version `m` to its input `X`, counted in its metrics; a model failure is a `RequestError` 500 (counted), a refusal 422 (not)"
         who = f'model {self.name} version {m.label} (MLflow version {m.version})' if m.label != m.version else f'model {self.name} version {m.version}'
         t0 = time.perf_counter()
-        try: pred, prob = m.predict(X, params if m.kind == 'pyfunc' else None)
+        try: pred, prob = m.predict(X, params if m.kind == 'pyfunc' else None, proba=proba)
         except Exception as e:
             if _input_refused(e): raise RequestError(f'{who} can\'t take these features: {e}', 422) from None
             self.metrics.errors.labels(m.version).inc()
@@ -526,13 +532,22 @@ def no_extra_columns(rows:list, m)->list:
 _DTYPES = {'double': 'float64', 'float': 'float32', 'long': 'int64', 'integer': 'int32', 'boolean': 'bool'}
 
 def _entity_input(m:LoadedModel, rows:list):
-    "The model input of raw rows (dicts column -> checked value, None where missing): a frame typed by the signature, or floats"
+    """The model input of raw rows (dicts column -> checked value, None where missing): rows through the model's feature
+    pipeline (its one-row path: no DataFrame, ~30x cheaper for one entity), a float matrix, or a frame typed by the signature"""
+    steps = getattr(m.model, 'steps', None)
+    if m.fep is not None and m._as_array and steps and len(steps) == 2 and steps[0][1] is m.fep:
+        try: return np.array([list(m.fep.transform_row(r).values()) for r in rows], dtype=float).view(PipelineRows)
+        except (TypeError, ValueError): pass      # text passed through the pipeline: the frame path below
+    if not (m.frame or m.kind == 'pyfunc'):       # numeric scikit-learn: a float matrix straight away (None -> NaN)
+        return np.array([[np.nan if r[c] is None else r[c] for c in m.columns] for r in rows], dtype=float)
     import pandas as pd
-    df = pd.DataFrame({c: [r[c] for r in rows] for c in m.columns})
-    for c, t in (m.types or {}).items():
-        if t in _DTYPES and df[c].notna().all(): df[c] = df[c].astype(_DTYPES[t])
-        elif t in ('double', 'float', 'long', 'integer'): df[c] = df[c].astype('float64')       # a gap the pipeline fills: NaN
-    return df if m.frame or m.kind == 'pyfunc' else df.to_numpy(dtype=float)
+    data = {}
+    for c in m.columns:
+        vals, t = [r[c] for r in rows], (m.types or {}).get(c)
+        if t in _DTYPES and all(v is not None for v in vals): data[c] = np.array(vals, dtype=_DTYPES[t])
+        elif t in ('double', 'float', 'long', 'integer'): data[c] = np.array([np.nan if v is None else v for v in vals], dtype='float64')
+        else: data[c] = pd.Series(vals, dtype=None if any(v is not None for v in vals) else object)
+    return pd.DataFrame(data, columns=m.columns)
 
 
 # %% ../../nbs/22_models.serving.ipynb #4045994e
@@ -806,11 +821,11 @@ def create_app(model_name:str, alias:str='champion', *, server:ModelServer|None=
             if ct == 'text/csv':
                 try: text = raw.decode('utf-8')
                 except UnicodeDecodeError: raise RequestError('the CSV body is not UTF-8 text', 400) from None
-                return srv.answer(None, key, parse=lambda m: (csv_rows(text, m), None))
+                return srv.answer(None, key, parse=lambda m: (csv_rows(text, m), None), proba=False)   # MLflow's answer has none
             if ct not in ('', 'application/json') and not ct.endswith('+json'):
                 raise RequestError(f'this server takes Content-Type application/json or text/csv; got {ct[:60]!r}', 415)
             b = parse_json(raw)
-            return srv.answer(None, key, parse=lambda m: scoring_rows(b, m))
+            return srv.answer(None, key, parse=lambda m: scoring_rows(b, m), proba=False)
         b = parse_json(raw)
         if isinstance(b, dict) and 'entities' in b: return entity_request(b, field, key)
         v = b.get(field) if isinstance(b, dict) else None

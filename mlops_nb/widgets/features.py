@@ -77,7 +77,7 @@ from fastcore.basics import patch
 @patch
 def _on_group(self:FeatureExplorer, change=None):
     if self.group.value is None: self.stats.value = '<i>no feature groups in the offline store yet</i>'; return
-    feats = self.offline._meta(self.group.value)['features']
+    feats = self.offline.group_info(self.group.value)['features']
     with self.hold_trait_notifications(): self.feature.options = feats; self.feature.value = feats[0] if feats else None
     self._on_feature()
 
@@ -121,7 +121,7 @@ def look_up(self:FeatureExplorer):
                                     'and materialise it online (<code>materialize</code>)</i>')
         return
     if self.online is None: self.online = OnlineFeatureStore()
-    feats = self.offline._meta(self.group.value)['features']
+    feats = self.offline.group_info(self.group.value)['features']
     self.online_values = self.online.get_features([e], feats, group=self.group.value)
     row = self.online_values.iloc[0]
     self.lookup_result.value = ('<i>not in the online store (materialise the group first)</i>' if row[feats].isna().all()
