@@ -471,7 +471,7 @@ def _parser()->argparse.ArgumentParser:
     sv.add_argument('--workers', type=int, default=1, help='uvicorn worker processes')
     sv.add_argument('--reload-interval', type=float, default=5.0,
                     help='seconds between checks of the alias; 0 never checks')
-    steps = ['validate-data', 'check-drift', 'train', 'evaluate', 'gate', 'promote', 'smoke-test']
+    steps = ['validate-data', 'check-drift', 'train', 'evaluate', 'gate', 'promote', 'materialize', 'smoke-test']
     pl = _add(sub, 'pipeline', 'run one CI/CD step: ' + ', '.join(steps), _cmd_pipeline,
               'Run one step of the CI/CD pipeline configured in mlops.yaml. Exits 1 when its check fails, 2 on a bad config.')
     pl.add_argument('step', choices=steps, help='the step to run')

@@ -27,7 +27,7 @@ __all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigE
            'parse_config', 'load_config', 'load_project', 'read_table', 'split_data', 'data_hash', 'data_schema',
            'validate_data', 'check_drift', 'make_estimator', 'with_threshold', 'make_model', 'imbalance_metrics',
            'confusion_figure', 'train', 'evaluate', 'gate', 'promote', 'start_server', 'stop_server', 'smoke_test',
-           'run_step']
+           'materialize', 'run_step']
 
 # %% ../nbs/86_pipeline.ipynb #b0bc1d16
 EXAMPLE_CONFIG = """\
@@ -176,9 +176,17 @@ def data_hash(cfg:PipelineConfig, df=None)->str:
 # %% ../nbs/86_pipeline.ipynb #5865e2c1
 _DTYPES = {'float': 'float64', 'int': 'int64', 'str': 'str', 'bool': 'bool', 'category': 'category'}
 
+def _pandera():
+    "`pandera.pandas`, without the FutureWarning `pyspark.pandas` prints on import (pandera loads it when PySpark is installed)"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='PySpark does not yet fully support', category=FutureWarning)
+        import pandera.pandas as pa
+    return pa
+
 def data_schema(cfg:PipelineConfig):
     "The pandera `DataFrameSchema` of `data.schema`"
-    import pandera.pandas as pa
+    pa = _pandera()
     cols = {}
     for name, spec in (cfg['data'].get('schema') or {}).items():
         checks = []
@@ -216,7 +224,8 @@ def _problems(err, df=None, limit:int=10)->list:
 
 def _table_problems(cfg:PipelineConfig, df, key:str)->list:
     "The lines saying how `df` (the `key` data: train or current) breaks the config's schema, rows and model columns"
-    import pandas as pd, pandera.pandas as pa
+    import pandas as pd
+    pa = _pandera()
     problems = []
     if len(df) < cfg['data'].get('min_rows', 1): problems.append(f"  - {len(df)} rows; at least {cfg['data'].get('min_rows', 1)} are required (data.min_rows)")
     missing = [c for c in cfg.features + ([cfg['data']['target']] if key == 'train' else []) if c not in df.columns]
@@ -581,9 +590,35 @@ def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=pr
         (f"; by entity id: {entities} of {len(rows)} entities answered from the online store" if entities is not None else ''))
     return dict(url=url, version=expected, requests=len(rows), first_ms=first_ms, p50_ms=p50, p99_ms=p99, entities=entities)
 
+# %% ../nbs/86_pipeline.ipynb #a7c1e0d2
+def materialize(cfg:PipelineConfig, say=print)->dict:
+    "Write each entity's latest feature values (training, then current data) to the online group of the `online` section"
+    import pandas as pd
+    from mlops_nb.features.online import OnlineFeatureStore, redact
+    on = cfg.get('online')
+    if not on: raise PipelineConfigError(f"{cfg.source}: materialize needs an online section, e.g. online: {{group: transactions, "
+                                         "entity_column: user_id}, saying which online group to fill and which column holds the entity ids")
+    ent, t = on.get('entity_column') or 'entity_id', cfg['split'].get('time_column')
+    frames = []
+    for key in ('train', 'current'):
+        if not cfg['data'].get(key): continue
+        df = read_table(cfg.path(key))
+        missing = [c for c in [ent, *cfg.features] if c not in df.columns]
+        if missing: raise PipelineCheckFailed(f"materialize FAILED: {cfg['data'][key]} lacks the columns {missing} (the entity column and "
+                                              f"the model's features); it has {list(df.columns)}")
+        frames.append(df[[ent, *cfg.features, *([t] if t and t in df.columns else [])]])
+    df = pd.concat(frames, ignore_index=True)
+    if t and t in df.columns: df = df.sort_values(t, kind='stable').drop(columns=t)     # else: file order, current after train
+    latest = df[df[ent].notna()].drop_duplicates(ent, keep='last')
+    store = OnlineFeatureStore()
+    n = store.write_frame(latest, group=on['group'], entity_col=ent)
+    say(f"materialize: the latest values of {n:,} entities ({ent}; {len(cfg.features)} features) written to online group "
+        f"{on['group']!r} of {redact(store.url)}")
+    return dict(entities=n, group=on['group'], store=redact(store.url))
+
 # %% ../nbs/86_pipeline.ipynb #c38a8479
 STEPS = {'validate-data': validate_data, 'check-drift': check_drift, 'train': train, 'evaluate': evaluate,
-         'gate': gate, 'promote': promote, 'smoke-test': smoke_test}
+         'gate': gate, 'promote': promote, 'materialize': materialize, 'smoke-test': smoke_test}
 
 def run_step(step:str, config='mlops.yaml', say=print, **kw)->dict:
     "Run one pipeline step by its command name with the config file at `config`"

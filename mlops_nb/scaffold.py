@@ -41,6 +41,9 @@ def project_files(name:str)->dict:
         rel = p.relative_to(template_dir()).as_posix()
         out[_PLACES.get(rel, rel)] = p.read_text().replace('__NAME__', name)
     cfg = EXAMPLE_CONFIG.replace('name: fraud-detector', f'name: {name}').replace('experiment: pipeline', f'experiment: {name}-pipeline')
+    for line in ('# feature_pipeline:', '#   - {name: amount', '# online: {group:'):    # the entity path on: the smoke test covers it
+        assert '\n' + line in cfg, f"EXAMPLE_CONFIG lost its line {line!r}"
+        cfg = cfg.replace('\n' + line, '\n' + line[2:])
     out.update({'mlops.yaml': cfg, 'requirements.txt': REQUIREMENTS, '.gitignore': GITIGNORE})
     return out
 
@@ -63,7 +66,7 @@ def init_project(path, # The project folder: new, or existing without any of the
         (path/rel).parent.mkdir(parents=True, exist_ok=True); (path/rel).write_text(text)
     if sample_data:
         from mlops_nb.datasets import make_transactions
-        cols = ['amount', 'hour', 'is_foreign', 'account_age_days', 'tx_last_hour', 'is_fraud']
+        cols = ['user_id', 'amount', 'hour', 'is_foreign', 'account_age_days', 'tx_last_hour', 'is_fraud']   # user_id: the entity, not a feature
         (path/'data').mkdir(exist_ok=True)
         make_transactions(20_000, days=60, seed=1)[cols].to_parquet(path/'data'/'train.parquet')
         make_transactions(5_000, days=7, start='2026-03-05', seed=2)[cols].to_parquet(path/'data'/'current.parquet')

@@ -50,14 +50,18 @@ def test_the_workflow_runs_end_to_end_on_a_new_project(project, store, request):
     outs = run_workflow(root, env)
     cmds = list(outs)
     assert [c.split()[2] if c.startswith('mlops-nb pipeline') else c.split()[0] for c in cmds] == \
-        ['validate-data', 'check-drift', 'train', 'pytest', 'evaluate', 'gate', 'smoke-test', 'promote', 'mlops-nb']
+        ['validate-data', 'check-drift', 'train', 'pytest', 'evaluate', 'gate', 'materialize', 'smoke-test', 'promote', 'mlops-nb']
     assert 'match the schema' in outs['mlops-nb pipeline validate-data']
     assert "registered churn-model version 1 as 'challenger'" in outs['mlops-nb pipeline train']
     assert 'passed' in outs['mlops-nb pipeline gate']
     for floor in ('recall', 'precision', 'pr_auc'):       # the scaffold's gate has floors a do-nothing model fails
         assert re.search(rf'ok    {floor} 0\.\d+ ≥ min', outs['mlops-nb pipeline gate']), outs['mlops-nb pipeline gate']
     assert 'caught' in outs['mlops-nb pipeline train'] and 'pr_auc=' in outs['mlops-nb pipeline train']
-    assert 'serves churn-model version 1 (challenger)' in outs[cmds[6]]
+    assert re.search(r"materialize: the latest values of [\d,]+ entities \(user_id; 5 features\) written to online group 'transactions'",
+                     outs['mlops-nb pipeline materialize']), outs['mlops-nb pipeline materialize']
+    assert 'serves churn-model version 1 (challenger)' in outs[cmds[7]]
+    # the scaffold turns the entity path on: the smoke test also asked the server by user_id, from the online store
+    assert 'by entity id: 50 of 50 entities answered from the online store' in outs[cmds[7]], outs[cmds[7]]
     assert 'is the first champion' in outs['mlops-nb pipeline promote']
     lineage = outs['mlops-nb lineage churn-model']
     assert 'alias champion' in lineage and 'pipeline gate' in lineage and 'passed' in lineage
