@@ -268,9 +268,6 @@ def api_pages(src: Path):
         if page: out += [f'Defined, explained and tested in {{doc}}`/{page}`.', '']
         for name in names:
             obj = getattr(m, name, None)
-            home = getattr(obj, '__module__', mod) if (inspect.isclass(obj) or inspect.isfunction(obj)) else mod
-            if home != mod and home in syms:    # re-exported for back-compat: documented once, where it is defined
-                out += [f'`{name}`: re-exported from {{py:obj}}`{home}.{name}`.', '']; continue
             seed = name in SEED_CLASSES
             short = f'top-level: `mlops_nb.{name}`' if top.get(name) == mod else ''
             if inspect.isclass(obj):
