@@ -9,7 +9,7 @@ def _post(url, payload, headers=None):
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), method='POST',
                                  headers={'Content-Type': 'application/json', **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r: return r.status, json.load(r)
+        with urllib.request.urlopen(req, timeout=30) as r: return r.status, json.load(r)
     except urllib.error.HTTPError as e: return e.code, json.load(e)
 
 

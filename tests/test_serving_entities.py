@@ -11,19 +11,11 @@ import json, os, shutil, urllib.error, urllib.request, uuid
 import numpy as np, pandas as pd
 import pytest
 from conftest import REDIS_URL, stop_process
-from test_serving import start_server, _samples
+from test_serving import start_server, _samples, _post
 
 COLS = ['amount', 'country', 'n_tx', 'age']
 REFS = ['accounts:amount', 'accounts:country', 'accounts:n_tx', 'profile:age']
 T0 = pd.Timestamp('2026-01-01', tz='UTC')
-
-
-def _post(url, payload, headers=None):
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method='POST',
-                                 headers={'Content-Type': 'application/json', **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r: return r.status, json.load(r)
-    except urllib.error.HTTPError as e: return e.code, json.load(e)
 
 
 def _fep():
