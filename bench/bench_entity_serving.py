@@ -17,12 +17,14 @@ worker every 1,000 requests does not count against it); without that environment
 Before timing, every path must give the same prediction for the same entities. Servers bind 127.0.0.1 and are stopped
 at the end (by process group). `--skip-ours` measures the baselines only (before the entity API exists).
 `--pipeline`: the served model is Pipeline(FeatureEngineeringPipeline, LogisticRegression) on raw values (issue #13 item 4),
-on every path. `--what-if`: also a server with a proposed change to the entity path patched in at start-up (the model
-input built without pandas), timed alongside. `--profile [--what-if]`: a pyinstrument profile of our entity path in
-process (needs pyinstrument importable, e.g. PYTHONPATH=DIR after `pip install --target DIR pyinstrument`).
+on every path. `--profile`: a pyinstrument profile of our entity path in process (needs pyinstrument importable, e.g.
+PYTHONPATH=DIR after `pip install --target DIR pyinstrument`). (The `--what-if` patch of the entity path measured in
+issue #13 — the model input built on the feature pipeline's one-row path, without pandas — is now the server's own code.)
 """
-import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, textwrap, time, urllib.request, uuid
+import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, textwrap, time, uuid
 from pathlib import Path
+import _httpbench
+from _httpbench import free_port, start_server, inline_threadpool, asgi_post
 ap = argparse.ArgumentParser()
 ap.add_argument('--seconds', type=int, default=15); ap.add_argument('--rounds', type=int, default=2)
 ap.add_argument('--clients', type=int, default=2, help='client processes, one request in flight each')
@@ -31,7 +33,6 @@ ap.add_argument('--feast-python', default='/tmp/feastvenv/bin/python', help="pyt
 ap.add_argument('--pipeline', action='store_true', help="the served model is Pipeline([FeatureEngineeringPipeline (standardise, impute the mean), LogisticRegression]) on raw values, on every path")
 ap.add_argument('--skip-ours', action='store_true', help='only the two-hop and Feast baselines')
 ap.add_argument('--redis', default='redis://127.0.0.1:6379/0')
-ap.add_argument('--what-if', action='store_true', help='also serve with the proposed patch (the model input built without pandas: a float matrix, or the feature pipeline\'s transform_row; no id re-normalising in get_rows) and time it alongside')
 ap.add_argument('--profile-requests', type=int, default=1000)
 ap.add_argument('--profile', action='store_true', help='profile our entity path in process with pyinstrument (the ASGI app, every part on one thread), then exit')
 args = ap.parse_args()
@@ -100,102 +101,26 @@ info = setup_plain() if args.skip_ours else setup_ours()
 reg = ModelRegistry(name='bench_entity'); reg.register_model('v1', info.model_uri); reg.set_current_version('v1')
 
 
-# the proposed change to the entity path, applied at start-up for --what-if (the server's own code is not edited here)
-PATCH = textwrap.dedent(r"""
-    import numpy as np
-    from mlops_nb.models import serving
-    from mlops_nb.features import online as _online
-    class _Transformed(np.ndarray): pass           # rows already through the model's FeatureEngineeringPipeline
-    def _entity_input(m, rows):
-        cols, types = m.columns, m.types or {}
-        steps = getattr(m.model, 'steps', None)
-        if m.fep is not None and steps and len(steps) == 2 and steps[0][1] is m.fep and getattr(m, '_as_array', False):
-            # a Pipeline(FeatureEngineeringPipeline, estimator): the pipeline's row path (transform_row), no DataFrame at all
-            return np.array([list(m.fep.transform_row(r).values()) for r in rows], dtype=float).view(_Transformed)
-        if not (m.frame or m.kind == 'pyfunc'):          # numeric scikit-learn: a float matrix straight away (None -> NaN)
-            return np.array([[np.nan if r[c] is None else r[c] for c in cols] for r in rows], dtype=float)
-        import pandas as pd                              # else one DataFrame built from typed columns, no per-column astype
-        data = {}
-        for c in cols:
-            vals, t = [r[c] for r in rows], types.get(c)
-            if t in serving._DTYPES and all(v is not None for v in vals): data[c] = np.array(vals, dtype=serving._DTYPES[t])
-            elif t in ('double', 'float', 'long', 'integer'): data[c] = np.array([np.nan if v is None else v for v in vals], dtype='float64')
-            else: data[c] = pd.Series(vals, dtype=None if any(v is not None for v in vals) else object)
-        return pd.DataFrame(data, columns=cols)
-    serving._entity_input = _entity_input
-    _predict = serving.LoadedModel.predict
-    def predict(self, X, params=None):
-        if not isinstance(X, _Transformed): return _predict(self, X, params)
-        import warnings
-        X = np.asarray(X)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            pred = self._final.predict(X)
-            prob = self._final.predict_proba(X).max(axis=1) if self.task == 'classification' and hasattr(self._final, 'predict_proba') else None
-        return pred, prob
-    serving.LoadedModel.predict = predict
-    _get_rows = _online.OnlineFeatureStore.get_rows
-    def get_rows(self, entity_ids, groups):
-        if not all(type(e) is str and e for e in entity_ids): return _get_rows(self, entity_ids, groups)
-        got, n = self.backend.get_pairs([(g, e) for g in groups for e in entity_ids]), len(entity_ids)   # ids already normalised
-        return {g: got[i*n:(i+1)*n] for i, g in enumerate(groups)}
-    _online.OnlineFeatureStore.get_rows = get_rows
-""")
-LAUNCH = PATCH + textwrap.dedent(r"""
-    import os, sys, uvicorn
-    from mlops_nb.config import settings_env
-    os.environ.update(settings_env()); os.environ.update(MLOPS_NB_SERVE_MODEL='bench_entity', MLOPS_NB_SERVE_ALIAS='champion', MLOPS_NB_SERVE_RELOAD='5')
-    uvicorn.run('mlops_nb.models.serving:app_from_env', factory=True, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)
-""")
 
 if args.profile:
-    import asyncio, random, starlette.concurrency
+    import asyncio, random
     from pyinstrument import Profiler
-    async def inline(f, *a, **k): return f(*a, **k)
-    starlette.concurrency.run_in_threadpool = inline            # the handler's worker-thread hop, done inline so it is sampled
+    inline_threadpool()                                         # the handler's worker-thread hop, done inline so it is sampled
     from mlops_nb.models.serving import create_app
     app = create_app('bench_entity', reload_interval=0, online_store=args.redis, online_prefix=PREFIX)
     rng = random.Random(0)
-    async def call(body:bytes):
-        sent = []
-        async def receive(): return {'type': 'http.request', 'body': body, 'more_body': False}
-        async def send(m): sent.append(m)
-        scope = {'type': 'http', 'asgi': {'version': '3.0'}, 'http_version': '1.1', 'method': 'POST', 'scheme': 'http', 'path': '/predict',
-                 'raw_path': b'/predict', 'query_string': b'', 'root_path': '', 'client': ('127.0.0.1', 1), 'server': ('127.0.0.1', 80),
-                 'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode())]}
-        await app(scope, receive, send)
-        assert sent[0]['status'] == 200, sent
     async def loop(n):
-        for _ in range(n): await call(json.dumps({'entities': [f'u{rng.randrange(args.entities)}']}).encode())
+        for _ in range(n): await asgi_post(app, '/predict', json.dumps({'entities': [f'u{rng.randrange(args.entities)}']}).encode())
     asyncio.run(loop(min(200, args.profile_requests)))
-    for what in ('as is', 'with the proposed patch') if args.what_if else ('as is',):
-        if what != 'as is': exec(PATCH, {})
-        for _ in range(2):
-            n = args.profile_requests
-            t0 = time.perf_counter(); asyncio.run(loop(n)); print(f'/predict by entity, {what}: {(time.perf_counter()-t0)/n*1e3:.3f} ms per request in process')
-        p = Profiler(interval=0.0002); p.start(); asyncio.run(loop(n)); p.stop()
-        print(p.output_text(unicode=False, color=False))
+    n = args.profile_requests
+    for _ in range(2):
+        t0 = time.perf_counter(); asyncio.run(loop(n)); print(f'/predict by entity: {(time.perf_counter()-t0)/n*1e3:.3f} ms per request in process')
+    p = Profiler(interval=0.0002); p.start(); asyncio.run(loop(n)); p.stop()
+    print(p.output_text(unicode=False, color=False))
     sys.exit(0)
 
-def port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-def wait(url, proc, t=180):
-    end = time.time() + t
-    while time.time() < end:
-        if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.returncode}')
-        try: urllib.request.urlopen(url, timeout=2); return
-        except urllib.error.HTTPError: return          # it answers
-        except Exception: time.sleep(0.3)
-    raise TimeoutError(url)
-
 def start(name, cmd, env, ready):
-    log = open(tmp / f'{name}.log', 'wb')
-    p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp); procs.append(p)
-    try: wait(ready, p)
-    except Exception:
-        print(open(log.name).read()[-3000:], file=sys.stderr); raise
-    return p
+    return start_server(name, cmd, env, ready, tmp, procs, any_status=True)
 
 # ---- Feast: a feature repo (file source, Redis online store), the same entities written by Feast itself
 FEAST_SETUP = textwrap.dedent(r"""
@@ -238,7 +163,7 @@ def setup_feast():
     out = subprocess.run([args.feast_python, str(tmp / 'feast_setup.py'), str(tmp / 'feast_task.json')], capture_output=True, text=True, timeout=1800)
     if out.returncode != 0: print('Feast setup failed:', out.stderr[-3000:], file=sys.stderr); return None
     print(f"feast: wrote {len(ents):,} entities to Redis in {json.loads(out.stdout.strip().splitlines()[-1])['write_s']:.1f} s", file=sys.stderr)
-    p = port()
+    p = free_port()
     feast_bin = str(Path(args.feast_python).parent / 'feast')
     start('feast', [feast_bin, '-c', str(repo), 'serve', '-h', '127.0.0.1', '-p', str(p), '--no-access-log', '-w', '1',
                     '--max-requests', '1000000'], {**os.environ, 'PATH': f"{Path(args.feast_python).parent}:{os.environ['PATH']}"},
@@ -294,39 +219,26 @@ def run_clients(kind, cfg, seconds):
     return dict(n=len(a), rps=len(a) / seconds, p50=float(np.percentile(a, 50)), p99=float(np.percentile(a, 99)), load=os.getloadavg()[0])
 
 def run_wrk(url, seconds):
-    lua = tmp / 'entity.lua'
-    lua.write_text(textwrap.dedent(f"""\
+    return _httpbench.run_wrk(url, seconds, textwrap.dedent(f"""\
         math.randomseed(7)
         request = function()
           return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, '{{"entities": ["u' .. math.random(0, {args.entities - 1}) .. '"]}}')
         end
-        """))
-    out = subprocess.run(['wrk', '-t2', '-c2', f'-d{seconds}s', '--timeout', '5s', '--latency', '-s', str(lua), url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
-    unit = lambda v, u: float(v) * {'us': 1e-3, 'ms': 1, 's': 1000}[u]
-    lat = dict((q, unit(v, u)) for q, v, u in re.findall(r'\s(50|90|99)%\s+([\d.]+)(us|ms|s)', out))
-    errs = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-    return dict(rps=float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1)), p50=lat['50'], p99=lat['99'],
-                non2xx=int(errs.group(1)) if errs else 0, load=os.getloadavg()[0])
+        """), tmp)
 
 try:
     bin_ = Path(sys.executable).parent
     env = {**os.environ, 'MLFLOW_TRACKING_URI': tr.tracking_uri, 'MLFLOW_REGISTRY_URI': tr.tracking_uri, 'PATH': f"{bin_}:{os.environ.get('PATH', '')}"}
-    pm = port()
+    pm = free_port()
     start('mlflow', [str(bin_/'mlflow'), 'models', 'serve', '-m', 'models:/bench_entity/1', '-h', '127.0.0.1', '-p', str(pm), '--env-manager', 'local'],
           env, f'http://127.0.0.1:{pm}/ping')
     cfg = dict(cols=cols, entities=args.entities, mlflow_port=pm, redis=args.redis, key_prefix=online.backend._key(GROUP, ''))
     paths = {'two-hop: Redis GET, then mlflow models serve /invocations': 'twohop'}
     if not args.skip_ours:
-        po = port()
+        po = free_port()
         start('ours', [str(bin_/'mlops-nb'), 'serve', 'bench_entity', '--port', str(po)], env, f'http://127.0.0.1:{po}/ready')
         cfg['ours_port'] = po
         paths = {'mlops-nb serve /predict {"entities": [id]}': 'ours', **paths}
-        if args.what_if:
-            pp = port(); (tmp / 'launch.py').write_text(LAUNCH)
-            start('ours_patched', [sys.executable, str(tmp / 'launch.py'), str(pp)], env, f'http://127.0.0.1:{pp}/ready')
-            cfg['ours_patched_port'] = pp
-            paths['mlops-nb serve /predict {"entities": [id]}, with the proposed patch'] = 'ours_patched'
     pf = setup_feast()
     if pf: cfg['feast_port'] = pf; paths['Feast feature server, then mlflow models serve /invocations'] = 'feast'
 

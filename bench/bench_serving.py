@@ -11,8 +11,10 @@ importable, e.g. PYTHONPATH=DIR after `pip install --target DIR pyinstrument`). 
 of our server with candidate changes patched in at start-up (no thread-pool hop; no predict_proba on /invocations; uvicorn
 with uvloop + httptools from DIR, for both servers), interleaved with the stock servers: what each change would buy.
 """
-import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
+import _httpbench
+from _httpbench import free_port, wait_until_up, post_lua, inline_threadpool, asgi_post
 ap = argparse.ArgumentParser()
 ap.add_argument('--seconds', type=int, default=15); ap.add_argument('--rounds', type=int, default=2)
 ap.add_argument('--threads', type=int, default=2); ap.add_argument('--connections', type=int, default=2)
@@ -37,23 +39,13 @@ row = X.iloc[0].tolist()
 split_body = json.dumps({'dataframe_split': {'columns': list(X.columns), 'data': [row]}})
 
 if args.profile:       # where our /invocations time goes, through the whole ASGI app, every part on this thread
-    import asyncio, starlette.concurrency
+    import asyncio
     from pyinstrument import Profiler
-    async def inline(f, *a, **k): return f(*a, **k)
-    starlette.concurrency.run_in_threadpool = inline           # the handler's worker-thread hop, done inline so it is sampled
+    inline_threadpool()                                         # the handler's worker-thread hop, done inline so it is sampled
     from mlops_nb.models.serving import create_app
     app = create_app('bench', reload_interval=0)
-    async def call(path, body:bytes):
-        sent = []
-        async def receive(): return {'type': 'http.request', 'body': body, 'more_body': False}
-        async def send(m): sent.append(m)
-        scope = {'type': 'http', 'asgi': {'version': '3.0'}, 'http_version': '1.1', 'method': 'POST', 'scheme': 'http',
-                 'path': path, 'raw_path': path.encode(), 'query_string': b'', 'root_path': '', 'client': ('127.0.0.1', 1),
-                 'server': ('127.0.0.1', 80), 'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode())]}
-        await app(scope, receive, send)
-        assert sent[0]['status'] == 200, sent
     async def loop(path, body, n):
-        for _ in range(n): await call(path, body)
+        for _ in range(n): await asgi_post(app, path, body)
     for path, body in (('/invocations', split_body.encode()), ('/predict', json.dumps({'features': row}).encode())):
         asyncio.run(loop(path, body, 200))                     # warm-up
         t0 = time.perf_counter(); asyncio.run(loop(path, body, 2000)); dt = (time.perf_counter() - t0) / 2000
@@ -62,17 +54,6 @@ if args.profile:       # where our /invocations time goes, through the whole ASG
         (tmp / f'profile{path.replace("/", "_")}.txt').write_text(p.output_text(unicode=False, color=False, show_all=False))
         print(p.output_text(unicode=False, color=False))
     sys.exit(0)
-
-def port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-def wait(url, proc, t=120):
-    end = time.time() + t
-    while time.time() < end:
-        if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.returncode}')
-        try: urllib.request.urlopen(url, timeout=2); return
-        except Exception: time.sleep(0.3)
-    raise TimeoutError(url)
 
 bin_ = Path(sys.executable).parent
 env = {**os.environ, 'MLFLOW_TRACKING_URI': tr.tracking_uri, 'MLFLOW_REGISTRY_URI': tr.tracking_uri,
@@ -87,15 +68,7 @@ servers = {   # server -> the (name, path, body) loads it gets
 }
 
 def run_wrk(url, body, seconds):
-    lua = tmp / 'post.lua'
-    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
-    out = subprocess.run(['wrk', f'-t{args.threads}', f'-c{args.connections}', f'-d{seconds}s', '--timeout', '5s', '--latency',
-                          '-s', str(lua), url], capture_output=True, text=True, timeout=seconds + 60).stdout
-    unit = lambda v, u: float(v) * {'us': 1e-3, 'ms': 1, 's': 1000}[u]
-    lat = dict((q, unit(v, u)) for q, v, u in re.findall(r'\s(50|90|99)%\s+([\d.]+)(us|ms|s)', out))
-    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
-    errs = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-    return dict(rps=rps, p50=lat['50'], p99=lat['99'], non2xx=int(errs.group(1)) if errs else 0, load=os.getloadavg()[0])
+    return _httpbench.run_wrk(url, seconds, post_lua(body), tmp, args.threads, args.connections)
 
 
 LAUNCH = """
@@ -133,10 +106,10 @@ if args.what_if:
     wres = {v[0]: [] for v in variants}
     for rnd in range(args.rounds):
         for name, cmd, ready, extra in (variants if rnd % 2 == 0 else variants[::-1]):
-            p = port(); log = open(tmp / f'whatif-{rnd}-{len(wres[name])}-{abs(hash(name))}.log', 'wb')
+            p = free_port(); log = open(tmp / f'whatif-{rnd}-{len(wres[name])}-{abs(hash(name))}.log', 'wb')
             proc = subprocess.Popen(cmd(p), env={**env, **(extra or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
             try:
-                wait(f'http://127.0.0.1:{p}{ready}', proc)
+                wait_until_up(f'http://127.0.0.1:{p}{ready}', proc)
                 run_wrk(f'http://127.0.0.1:{p}/invocations', split_body, 3)
                 r = run_wrk(f'http://127.0.0.1:{p}/invocations', split_body, args.seconds); wres[name].append(r)
                 print(f'round {rnd}: {name}: {r}', file=sys.stderr, flush=True)
@@ -157,11 +130,11 @@ names = [n for s in servers.values() for n, _, _ in s['loads']]
 res, batch_rps, answers = {n: [] for n in names}, [], {}
 for rnd in range(args.rounds):
     for sname in (list(servers) if rnd % 2 == 0 else list(servers)[::-1]):
-        s, p = servers[sname], port()
+        s, p = servers[sname], free_port()
         log = open(tmp / f'server-{rnd}-{len(sname)}.log', 'wb')
         proc = subprocess.Popen(s['cmd'](p), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
         try:
-            wait(f'http://127.0.0.1:{p}{s["ready"]}', proc)
+            wait_until_up(f'http://127.0.0.1:{p}{s["ready"]}', proc)
             answers[sname] = json.load(urllib.request.urlopen(urllib.request.Request(
                 f'http://127.0.0.1:{p}/invocations', data=split_body.encode(), headers={'Content-Type': 'application/json'})))
             for name, path, body in s['loads']:

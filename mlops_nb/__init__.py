@@ -31,7 +31,7 @@ Modules:
 - `mlops_nb.scaffold`: `mlops-nb init PATH`: a new MLOps project wired to mlops_nb — pipeline config, CI workflow, starter notebooks, deployment, tests
 - `mlops_nb.tracking`: Experiment tracking on MLflow 3: runs as context managers, buffered metrics, tracked training, runs as a DataFrame
 - `mlops_nb.tracking_buffer`: Metric values that cost the caller microseconds: checked at once, written in batches by a background thread
-- `mlops_nb.tracking_eval`: What tracked training measures and draws: test-set metrics, the learning curve, feature importance
+- `mlops_nb.tracking_eval`: What tracked training measures and draws: test-set metrics, the learning curve, feature importance; runs as a table
 - `mlops_nb.tracking_store`: Where tracked values go: opening an MLflow store, and the one adapter that writes metric batches into it
 - `mlops_nb.tuning`: Hyperparameter search on Optuna 5, one MLflow parent run per study and a child run per trial, resumable and distributed
 - `mlops_nb.widgets.abtest`: An A/B analysis view in the notebook: the table with intervals, a forest plot of lifts, the SRM warning and the decision

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib, html, json, math, re, threading
 from pathlib import Path
 import numpy as np
+import pandas as pd
+from fastcore.basics import patch
 from .config import get_settings, ensure_dir
 from .display import html_table, fmt_number
 from . import abtest_stats as S
@@ -28,21 +30,6 @@ class _Column:
     def __init__(self):
         self.v, self.x, self._n, self.pending = np.empty(1024), np.empty(1024), 0, []
         self._mom, self.pairs, self._binary, self.has_cov = np.zeros(3), np.zeros(6), True, False
-    def extend(self, values, cov=None):
-        if self.pending: self._flush()
-        values = np.asarray(values, dtype=float).ravel()
-        k = values.size
-        if self._n + k > self.v.size:
-            cap = max(2*self.v.size, self._n + k)
-            self.v, self.x = np.resize(self.v, cap), np.resize(self.x, cap)
-        self.v[self._n:self._n+k] = values
-        if cov is None: self.x[self._n:self._n+k] = np.nan
-        else:
-            cov = np.asarray(cov, dtype=float).ravel(); self.x[self._n:self._n+k] = cov
-            self.pairs = S.merge_pairs(self.pairs, S.pair_moments(values, cov)); self.has_cov = self.has_cov or bool(np.isfinite(cov).any())
-        self._n += k
-        self._mom = S.merge_moments(self._mom, S.moments(values))
-        if self._binary: self._binary = bool(np.isin(values[np.isfinite(values)], (0.0, 1.0)).all())
     def _flush(self):
         vals, self.pending = self.pending, []
         self.extend(vals)
@@ -54,6 +41,64 @@ class _Column:
     binary = property(lambda self: self._read()._binary)
     values = property(lambda self: self._read().v[:self._n])
     covariates = property(lambda self: self._read().x[:self._n])
+
+# %% ../nbs/41_abtest.ipynb #6a2fdbaf
+@patch
+def extend(self:_Column, values, cov=None):
+    "Append `values` (and their covariates), growing the arrays by doubling, and fold them into the moments"
+    if self.pending: self._flush()
+    values = np.asarray(values, dtype=float).ravel()
+    k = values.size
+    if self._n + k > self.v.size:
+        cap = max(2*self.v.size, self._n + k)
+        self.v, self.x = np.resize(self.v, cap), np.resize(self.x, cap)
+    self.v[self._n:self._n+k] = values
+    if cov is None: self.x[self._n:self._n+k] = np.nan
+    else:
+        cov = np.asarray(cov, dtype=float).ravel(); self.x[self._n:self._n+k] = cov
+        self.pairs = S.merge_pairs(self.pairs, S.pair_moments(values, cov))
+        self.has_cov = self.has_cov or bool(np.isfinite(cov).any())
+    self._n += k
+    self._mom = S.merge_moments(self._mom, S.moments(values))
+    if self._binary: self._binary = bool(np.isin(values[np.isfinite(values)], (0.0, 1.0)).all())
+
+# %% ../nbs/41_abtest.ipynb #4b17a4c9
+def _check_split(variants, split)->dict:
+    if isinstance(split, dict):
+        extra, missing = set(split) - set(variants), set(variants) - set(split)
+        if extra or missing:
+            raise ValueError(f"traffic_split names {sorted(split)} don't match the variants {variants}"
+                             + (f"; unknown: {sorted(extra)}" if extra else '') + (f"; missing: {sorted(missing)}" if missing else ''))
+        w = [float(split[v]) for v in variants]
+    else:
+        w = [float(x) for x in split]
+        if len(w) != len(variants): raise ValueError(f"traffic_split has {len(w)} shares for {len(variants)} variants")
+    if any(x < 0 or not math.isfinite(x) for x in w):
+        raise ValueError(f"traffic shares must be finite and >= 0, got {w}")
+    if abs(sum(w) - 1) > 1e-6: raise ValueError(f"traffic_split must sum to 1, got {sum(w):.6g} ({w})")
+    return dict(zip(variants, w))
+
+# %% ../nbs/41_abtest.ipynb #7b788340
+def _check_definition(variants:list, metrics:list, traffic_split, control, guardrails, metric_types, lower_is_better,
+                      correction, scale, alpha)->tuple:
+    "Refuse a test that can't be analysed, saying why; returns the split as a dict, and the control"
+    if len(variants) < 2 or len(set(variants)) != len(variants):
+        raise ValueError(f"variants must be at least two distinct names, got {variants}")
+    if not metrics or len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics must be distinct names, got {metrics}")
+    split = _check_split(variants, traffic_split)
+    control = variants[0] if control is None else control
+    if control not in variants: raise ValueError(f"control {control!r} is not one of the variants {variants}")
+    for m in [*guardrails, *lower_is_better, *(metric_types or {})]:
+        if m not in metrics: raise ValueError(f"{m!r} is not one of the metrics {metrics}")
+    for m,t in (metric_types or {}).items():
+        if t not in ('continuous', 'binary'):
+            raise ValueError(f"metric type of {m!r} must be 'continuous' or 'binary', not {t!r}")
+    if correction not in ('holm', 'bh', 'none'):
+        raise ValueError(f"correction must be 'holm', 'bh' or 'none', not {correction!r}")
+    if scale not in ('relative', 'absolute'): raise ValueError(f"scale must be 'relative' or 'absolute', not {scale!r}")
+    if not 0 < alpha < 1: raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
+    return split, control
 
 # %% ../nbs/41_abtest.ipynb #add371e4
 class ABTest:
@@ -75,23 +120,8 @@ class ABTest:
         scale:str='relative', # What the p-value, the interval and the call are about: 'relative' lift or 'absolute' difference
     ):
         variants, metrics = list(variants), list(metrics)
-        if len(variants) < 2 or len(set(variants)) != len(variants):
-            raise ValueError(f"variants must be at least two distinct names, got {variants}")
-        if not metrics or len(set(metrics)) != len(metrics):
-            raise ValueError(f"metrics must be distinct names, got {metrics}")
-        split = _check_split(variants, traffic_split)
-        control = variants[0] if control is None else control
-        if control not in variants: raise ValueError(f"control {control!r} is not one of the variants {variants}")
-        for m in [*guardrails, *lower_is_better, *(metric_types or {})]:
-            if m not in metrics: raise ValueError(f"{m!r} is not one of the metrics {metrics}")
-        for m,t in (metric_types or {}).items():
-            if t not in ('continuous', 'binary'):
-                raise ValueError(f"metric type of {m!r} must be 'continuous' or 'binary', not {t!r}")
-        if correction not in ('holm', 'bh', 'none'):
-            raise ValueError(f"correction must be 'holm', 'bh' or 'none', not {correction!r}")
-        if scale not in ('relative', 'absolute'):
-            raise ValueError(f"scale must be 'relative' or 'absolute', not {scale!r}")
-        if not 0 < alpha < 1: raise ValueError(f"alpha must be between 0 and 1, not {alpha!r}")
+        split, control = _check_definition(variants, metrics, traffic_split, control, guardrails, metric_types,
+                                           lower_is_better, correction, scale, alpha)
         self.name, self.variants, self.metrics, self.control = name, variants, metrics, control
         self.traffic_split, self.guardrails, self.lower_is_better = split, list(guardrails), list(lower_is_better)
         self.metric_types, self.alpha, self.correction = dict(metric_types or {}), alpha, correction
@@ -104,27 +134,10 @@ class ABTest:
     def __repr__(self):
         return f"ABTest({self.name!r}, variants={self.variants}, metrics={self.metrics}, n={dict(self._exposures)})"
 
-# %% ../nbs/41_abtest.ipynb #4b17a4c9
-def _check_split(variants, split)->dict:
-    if isinstance(split, dict):
-        extra, missing = set(split) - set(variants), set(variants) - set(split)
-        if extra or missing:
-            raise ValueError(f"traffic_split names {sorted(split)} don't match the variants {variants}"
-                             + (f"; unknown: {sorted(extra)}" if extra else '') + (f"; missing: {sorted(missing)}" if missing else ''))
-        w = [float(split[v]) for v in variants]
-    else:
-        w = [float(x) for x in split]
-        if len(w) != len(variants): raise ValueError(f"traffic_split has {len(w)} shares for {len(variants)} variants")
-    if any(x < 0 or not math.isfinite(x) for x in w):
-        raise ValueError(f"traffic shares must be finite and >= 0, got {w}")
-    if abs(sum(w) - 1) > 1e-6: raise ValueError(f"traffic_split must sum to 1, got {sum(w):.6g} ({w})")
-    return dict(zip(variants, w))
-
 # %% ../nbs/41_abtest.ipynb #4a43aff5
-import pandas as pd
-
 def _key(name:str)->str: return hashlib.md5(name.encode()).hexdigest()[:16]
 
+# %% ../nbs/41_abtest.ipynb #424b8bf9
 def bucket(
     ids, # Unit ids: ints or strings
     salt:str, # The experiment's salt, so two tests split units independently
@@ -136,8 +149,6 @@ def bucket(
     return (h >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 # %% ../nbs/41_abtest.ipynb #d57c50b6
-from fastcore.basics import patch
-
 @patch
 def assign_variants(self:ABTest,
     user_ids, # Unit ids (ints or strings), an array or a list
@@ -162,6 +173,7 @@ def _check(self:ABTest, variant, metric=None):
     if metric is not None and metric not in self.metrics:
         raise ValueError(f"Unknown metric {metric!r}; the metrics are {self.metrics}")
 
+# %% ../nbs/41_abtest.ipynb #1a7d2d3f
 def _finite(values, what:str)->np.ndarray:
     "`values` as a float array, or a ValueError saying how many are not finite numbers and what to do"
     try: a = np.asarray(values, dtype=float).ravel()
@@ -175,6 +187,11 @@ def _finite(values, what:str)->np.ndarray:
                          "or record the value a missing one stands for (often 0)")
     return a
 
+# %% ../nbs/41_abtest.ipynb #73718e29
+@patch
+def _changed(self:ABTest):
+    for f in list(self._listeners): f(self)
+
 # %% ../nbs/41_abtest.ipynb #48a0d0fb
 @patch
 def on_change(self:ABTest,
@@ -185,11 +202,6 @@ def on_change(self:ABTest,
     if remove:
         if callback in self._listeners: self._listeners.remove(callback)
     elif callback not in self._listeners: self._listeners.append(callback)
-
-# %% ../nbs/41_abtest.ipynb #73718e29
-@patch
-def _changed(self:ABTest):
-    for f in list(self._listeners): f(self)
 
 # %% ../nbs/41_abtest.ipynb #abb887dc
 @patch(as_prop=True)
@@ -216,6 +228,17 @@ def record_many(self:ABTest,
         if metric == self.metrics[0]: self._exposures[variant] += vals.size
     self._changed()
 
+# %% ../nbs/41_abtest.ipynb #d183bc02
+def _one_value(value, metric:str, variant:str)->float:
+    "`value` as a finite float, or a ValueError saying what to record instead"
+    try: v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the value of {metric!r} for {variant!r} must be a number, not {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"the value of {metric!r} for {variant!r} is {v}: record finite numbers only (leave out a unit "
+                         "without a value, or record what a missing value stands for, often 0); nothing was recorded")
+    return v
+
 # %% ../nbs/41_abtest.ipynb #a5c2892c
 @patch
 def record_metric(self:ABTest,
@@ -228,17 +251,29 @@ def record_metric(self:ABTest,
     col = self._data.get((variant, metric))
     if col is None or covariate is not None:
         return self.record_many(variant, metric, [value], None if covariate is None else [covariate])
-    try: v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"the value of {metric!r} for {variant!r} must be a number, not {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"the value of {metric!r} for {variant!r} is {v}: record finite numbers only (leave out a unit "
-                         "without a value, or record what a missing value stands for, often 0); nothing was recorded")
+    v = _one_value(value, metric, variant)
     with self._lock:
         col.pending.append(v)       # folded into the arrays (and moments) in bulk, before any read
         if len(col.pending) >= 65_536: col._flush()
         if metric == self.metrics[0]: self._exposures[variant] += 1
     if self._listeners: self._changed()
+
+# %% ../nbs/41_abtest.ipynb #f4c05bbb
+@patch
+def _check_frame(self:ABTest, df, variant_col:str, covariates:dict)->dict:
+    "Every metric (and covariate) column of `df` as a checked float array, or a ValueError before anything is recorded"
+    if variant_col not in df.columns: raise ValueError(f"df has no column {variant_col!r}")
+    bad = set(df[variant_col].unique()) - set(self.variants)
+    if bad:
+        raise ValueError(f"Unknown variant(s) {sorted(map(str, bad))} in {variant_col!r}; the variants are {self.variants}")
+    cols = [m for m in self.metrics if m in df.columns]
+    if not cols: raise ValueError(f"df has none of the metrics {self.metrics}")
+    for m, c in covariates.items():
+        if m not in cols or c not in df.columns:
+            raise ValueError(f"covariates: {m!r} -> {c!r} needs both columns in df")
+    checked = {m: _finite(df[m], f"column {m!r}") for m in cols}
+    checked.update({('cov', m): _finite(df[c], f"covariate column {c!r}") for m, c in covariates.items()})
+    return checked
 
 # %% ../nbs/41_abtest.ipynb #7326be97
 @patch
@@ -249,17 +284,8 @@ def record_frame(self:ABTest,
 ):
     "Record every metric column of `df` (one row per unit) by variant; all of it or, on bad input, nothing"
     covariates = covariates or {}
-    if variant_col not in df.columns: raise ValueError(f"df has no column {variant_col!r}")
-    bad = set(df[variant_col].unique()) - set(self.variants)
-    if bad:
-        raise ValueError(f"Unknown variant(s) {sorted(map(str, bad))} in {variant_col!r}; the variants are {self.variants}")
-    cols = [m for m in self.metrics if m in df.columns]
-    if not cols: raise ValueError(f"df has none of the metrics {self.metrics}")
-    for m, c in covariates.items():
-        if m not in cols or c not in df.columns:
-            raise ValueError(f"covariates: {m!r} -> {c!r} needs both columns in df")
-    checked = {m: _finite(df[m], f"column {m!r}") for m in cols}          # everything is checked before anything is recorded
-    checked.update({('cov', m): _finite(df[c], f"covariate column {c!r}") for m, c in covariates.items()})
+    checked = self._check_frame(df, variant_col, covariates)     # everything is checked before anything is recorded
+    cols = [m for m in self.metrics if m in checked]
     arms = df[variant_col].to_numpy()
     listeners, self._listeners = self._listeners, []
     try:
@@ -278,6 +304,37 @@ def _metric_type(self:ABTest, metric)->str:
     cols = [self._data[(v, metric)] for v in self.variants]
     return 'binary' if all(c.binary for c in cols) and any(c.mom[0] for c in cols) else 'continuous'
 
+# %% ../nbs/41_abtest.ipynb #a2049028
+@patch
+def _add_notes(self:ABTest, row:dict, sc:tuple, st:tuple, treatment:str):
+    "Say in `row['note']` what makes a comparison degenerate (a zero control mean, no spread, a zero treatment mean)"
+    if (ln := row.pop('lift_note')): row['note'] = ln + ('; use scale=\'absolute\'' if self.scale == 'relative' else '')
+    if sc[2] == 0 and st[2] == 0:
+        if sc[1] == st[1]: note = f'all values identical in both arms ({sc[1]:.4g}): no difference to test'
+        else:
+            note = (f"zero variance: every value is {sc[1]:.4g} in {self.control!r} and {st[1]:.4g} in {treatment!r}; "
+                    "there is no spread to test a difference against (is the metric logged correctly?)")
+            row.update(se=math.nan, lift_se=math.nan, chance_to_win=math.nan, expected_loss=math.nan)
+        row['note'] = '; '.join(x for x in (note, row['note']) if x)
+    if self.scale == 'relative' and row['lift_se'] == 0 and row['se'] > 0:
+        row['note'] = '; '.join(x for x in (row['note'],
+                                            f"the relative lift is degenerate: {treatment!r} has mean 0, so its "
+                                            "delta-method standard error is 0; use scale='absolute'") if x)
+        row['lift_se'] = math.nan
+
+# %% ../nbs/41_abtest.ipynb #7d98a024
+@patch
+def _add_estimate(self:ABTest, row:dict, df:float, n_total:int):
+    "The estimate the call is about (on `self.scale`), its p-value and its always-valid interval, into `row`"
+    est, se = (row['lift'], row['lift_se']) if self.scale == 'relative' else (row['diff'], row['se'])
+    row['estimate'], row['estimate_se'] = est, se
+    row['t_statistic'] = est/se if se > 0 else math.nan
+    row['p_value'] = S.estimate_test(est, se, df, self.alpha)['p_value']
+    row.update(S.sequential_interval(est, se, n_total, self.alpha,
+                                     self.sequential_tuning) if math.isfinite(row['p_value'])
+               else dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan))
+
+# %% ../nbs/41_abtest.ipynb #420deea9
 @patch
 def _compare(self:ABTest, metric, treatment, kind):
     "One treatment against the control on one metric; the p-value on `self.scale` (relative lift or absolute difference)"
@@ -298,27 +355,17 @@ def _compare(self:ABTest, metric, treatment, kind):
     row.update(diff=test['diff'], se=test['se'], df=test['df'])
     row.update(S.relative_lift(*sc, *st, alpha=self.alpha, df=test['df']))
     row.update(S.chance_to_win(test['diff'], test['se']))
-    if (ln := row.pop('lift_note')): row['note'] = ln + ('; use scale=\'absolute\'' if self.scale == 'relative' else '')
-    if sc[2] == 0 and st[2] == 0:
-        if sc[1] == st[1]: note = f'all values identical in both arms ({sc[1]:.4g}): no difference to test'
-        else:
-            note = (f"zero variance: every value is {sc[1]:.4g} in {self.control!r} and {st[1]:.4g} in {treatment!r}; "
-                    "there is no spread to test a difference against (is the metric logged correctly?)")
-            row.update(se=math.nan, lift_se=math.nan, chance_to_win=math.nan, expected_loss=math.nan)
-        row['note'] = '; '.join(x for x in (note, row['note']) if x)
-    if self.scale == 'relative' and row['lift_se'] == 0 and row['se'] > 0:
-        row['note'] = '; '.join(x for x in (row['note'],
-                                            f"the relative lift is degenerate: {treatment!r} has mean 0, so its "
-                                            "delta-method standard error is 0; use scale='absolute'") if x)
-        row['lift_se'] = math.nan
-    est, se = (row['lift'], row['lift_se']) if self.scale == 'relative' else (row['diff'], row['se'])
-    row['estimate'], row['estimate_se'] = est, se
-    row['t_statistic'] = est/se if se > 0 else math.nan
-    row['p_value'] = S.estimate_test(est, se, test['df'], self.alpha)['p_value']
-    row.update(S.sequential_interval(est, se, sc[0] + st[0], self.alpha,
-                                     self.sequential_tuning) if math.isfinite(row['p_value'])
-               else dict(seq_ci_low=math.nan, seq_ci_high=math.nan, seq_p_value=math.nan))
+    self._add_notes(row, sc, st, treatment)
+    self._add_estimate(row, test['df'], sc[0] + st[0])
     return row
+
+# %% ../nbs/41_abtest.ipynb #7d20f8c3
+_FRAME_COLS = ['metric', 'variant', 'type', 'n', 'mean', 'std', 'control_n', 'control_mean', 'control_std', 'diff',
+               'diff_ci_low', 'diff_ci_high', 'lift', 'lift_ci_low', 'lift_ci_high', 'scale', 'estimate', 'ci_low',
+               'ci_high',
+               'ci_level', 't_statistic', 'p_value', 'p_value_adj', 'significant', 'seq_p_value', 'seq_ci_low',
+               'seq_ci_high',
+               'chance_to_win', 'expected_loss', 'cuped_variance_removed', 'note']
 
 # %% ../nbs/41_abtest.ipynb #714cc698
 class Analysis(dict):
@@ -336,25 +383,10 @@ class Analysis(dict):
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {'text/plain': repr(self), 'text/html': _analysis_html(self)}
 
-_FRAME_COLS = ['metric', 'variant', 'type', 'n', 'mean', 'std', 'control_n', 'control_mean', 'control_std', 'diff',
-               'diff_ci_low', 'diff_ci_high', 'lift', 'lift_ci_low', 'lift_ci_high', 'scale', 'estimate', 'ci_low',
-               'ci_high',
-               'ci_level', 't_statistic', 'p_value', 'p_value_adj', 'significant', 'seq_p_value', 'seq_ci_low',
-               'seq_ci_high',
-               'chance_to_win', 'expected_loss', 'cuped_variance_removed', 'note']
-
-# %% ../nbs/41_abtest.ipynb #8c64887e
+# %% ../nbs/41_abtest.ipynb #4d7e72b1
 @patch
-def analyze(self:ABTest,
-    metrics:list|None=None, # The metrics to analyse; all of them by default
-)->Analysis:
-    "Compare every treatment with the control on each metric; see `Analysis`"
-    metrics = list(metrics or self.metrics)
-    for m in metrics: self._check(self.control, m)
-    with self._lock:
-        rows = [self._compare(m, v, self._metric_type(m)) for m in metrics for v in self.variants if v != self.control]
-        arms = {m: {v: S.from_moments(self._data[(v, m)].mom) for v in self.variants} for m in metrics}
-        srm = S.srm_test([self._exposures[v] for v in self.variants], list(self.traffic_split.values()))
+def _adjust(self:ABTest, rows:list):
+    "Adjust the p-values across `rows` (`correction`); each interval at the level that agrees with its adjusted p-value"
     p = np.array([r.get('seq_p_value' if self.sequential else 'p_value', math.nan) for r in rows], dtype=float)
     for r, q, p0 in zip(rows, S.adjust_pvalues(p, self.correction), p):
         # every interval at the level whose interval excludes 0 exactly when the adjusted p-value is below alpha
@@ -372,16 +404,34 @@ def analyze(self:ABTest,
                  'seq_ci_high') if self.sequential else (('lift_ci_low', 'lift_ci_high') if self.scale == 'relative'
                                                                        else ('diff_ci_low', 'diff_ci_high'))
         r['ci_low'], r['ci_high'] = r.get(shown[0], math.nan), r.get(shown[1], math.nan)
+
+# %% ../nbs/41_abtest.ipynb #0b05478b
+def _metric_summary(arms:dict, sub:list)->dict:
+    "The seed's nested dict for one metric: count, mean and std per variant, and its comparisons (`sub`, rows of it)"
+    out = {v: dict(zip(('count', 'mean', 'std'), (n, mu, math.sqrt(var) if n else math.nan)))
+           for v, (n, mu, var) in arms.items()}
+    out['comparisons'] = {r['variant']: {k: x for k,x in r.items() if k != 'metric'} for r in sub}
+    out['comparison'] = {k: sub[0][k] for k in ('variant', 'diff', 'lift', 't_statistic', 'p_value',
+                                                 'p_value_adj',
+                                                  'significant')} if sub else {}
+    return out
+
+# %% ../nbs/41_abtest.ipynb #8c64887e
+@patch
+def analyze(self:ABTest,
+    metrics:list|None=None, # The metrics to analyse; all of them by default
+)->Analysis:
+    "Compare every treatment with the control on each metric; see `Analysis`"
+    metrics = list(metrics or self.metrics)
+    for m in metrics: self._check(self.control, m)
+    with self._lock:
+        rows = [self._compare(m, v, self._metric_type(m)) for m in metrics for v in self.variants if v != self.control]
+        arms = {m: {v: S.from_moments(self._data[(v, m)].mom) for v in self.variants} for m in metrics}
+        srm = S.srm_test([self._exposures[v] for v in self.variants], list(self.traffic_split.values()))
+    self._adjust(rows)
     rows = [{c: r.get(c, math.nan) for c in _FRAME_COLS} for r in rows]
     res = Analysis(_rows=rows, _srm=srm, _name=self.name)
-    for m in metrics:
-        res[m] = {v: dict(zip(('count', 'mean', 'std'), (n, mu, math.sqrt(var) if n else math.nan)))
-                  for v, (n, mu, var) in arms[m].items()}
-        sub = [r for r in rows if r['metric'] == m]
-        res[m]['comparisons'] = {r['variant']: {k: x for k,x in r.items() if k != 'metric'} for r in sub}
-        res[m]['comparison'] = {k: sub[0][k] for k in ('variant', 'diff', 'lift', 't_statistic', 'p_value',
-                                                       'p_value_adj',
-                                                        'significant')} if sub else {}
+    for m in metrics: res[m] = _metric_summary(arms[m], [r for r in rows if r['metric'] == m])
     return res
 
 # %% ../nbs/41_abtest.ipynb #2cfae3cf
@@ -423,6 +473,20 @@ class Decision(str):
         self = super().__new__(cls, winner or ''); self.winner, self.reason = winner, reason; return self
     def __repr__(self): return f"Decision(winner={self.winner!r}, reason={self.reason!r})"
 
+# %% ../nbs/41_abtest.ipynb #44d36374
+@patch
+def _win_reason(self:ABTest, best)->str:
+    "Why `best` (a row of `Analysis.to_frame()`) wins: lift, difference, the interval shown, the adjusted p-value"
+    pct = self.scale == 'relative'
+    what = 'lift' if pct else 'difference'
+    return (f"{best.variant!r} improves {self.metrics[0]!r} by {fmt_number(best['lift'], True)} (difference "
+                                  f"{fmt_number(best['diff'])}; {what} {best.ci_level*100:.4g}% "
+                                  f"{'always-valid ' if self.sequential else ''}CI "
+                                  f"{fmt_number(best.ci_low, pct)} to {fmt_number(best.ci_high, pct)}, adjusted "
+                                  f"p={best.p_value_adj:.3g}); "
+                                  f"no sample ratio mismatch, no guardrail got worse")
+
+# %% ../nbs/41_abtest.ipynb #2b3cccf7
 @patch
 def get_winner(self:ABTest)->Decision:
     "The significantly better variant on the primary metric, or no winner; with the reason"
@@ -444,43 +508,48 @@ def get_winner(self:ABTest)->Decision:
         if r.significant and not better(r):
             return Decision(None, f"{best.variant!r} improves {primary!r} but the guardrail {g!r} got significantly worse "
                                   f"(lift {r.lift:+.2%}, adjusted p={r.p_value_adj:.3g})")
-    pct = self.scale == 'relative'
-    what = 'lift' if pct else 'difference'
-    return Decision(best.variant,
-                    f"{best.variant!r} improves {primary!r} by {fmt_number(best['lift'], True)} (difference "
-                                  f"{fmt_number(best['diff'])}; {what} {best.ci_level*100:.4g}% "
-                                  f"{'always-valid ' if self.sequential else ''}CI "
-                                  f"{fmt_number(best.ci_low, pct)} to {fmt_number(best.ci_high, pct)}, adjusted "
-                                  f"p={best.p_value_adj:.3g}); "
-                                  f"no sample ratio mismatch, no guardrail got worse")
+    return Decision(best.variant, self._win_reason(best))
+
+# %% ../nbs/41_abtest.ipynb #f39ec62e
+def _saved_folder(name:str)->Path:
+    "Where the experiment `name` is saved in the workspace"
+    return Path(get_settings().home)/'abtests'/re.sub(r'[^\w.-]+', '_', name)
+
+# %% ../nbs/41_abtest.ipynb #a80e6598
+@patch
+def _values_frame(self:ABTest)->pd.DataFrame:
+    "Every recorded value: one row per value with its variant, metric and covariate"
+    parts = [pd.DataFrame({'variant': v, 'metric': m, 'value': c.values, 'covariate': c.covariates})
+             for (v, m), c in self._data.items() if c.n]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['variant', 'metric', 'value',
+                                                                                   'covariate'])
 
 # %% ../nbs/41_abtest.ipynb #163fab11
 @patch
 def save(self:ABTest,
-    path:str|Path|None=None, # A JSON file; in the workspace by default
-)->Path: # The file written
+    path:str|Path|None=None, # A folder; `<home>/abtests/<name>` by default
+)->Path: # The folder written
     "Save the definition and all recorded values; returns the folder"
-    d = ensure_dir(Path(path) if path else Path(get_settings().home)/'abtests'/re.sub(r'[^\w.-]+', '_', self.name))
+    d = ensure_dir(Path(path) if path else _saved_folder(self.name))
     cfg = dict(name=self.name, variants=self.variants, traffic_split=self.traffic_split, metrics=self.metrics,
                control=self.control, guardrails=self.guardrails, metric_types=self.metric_types,
                lower_is_better=self.lower_is_better, alpha=self.alpha, correction=self.correction,
                sequential=self.sequential, sequential_tuning=self.sequential_tuning, scale=self.scale,
                exposures=self._exposures)
-    parts = [pd.DataFrame({'variant': v, 'metric': m, 'value': c.values, 'covariate': c.covariates})
-             for (v, m), c in self._data.items() if c.n]
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['variant', 'metric', 'value',
-                                                                                   'covariate'])
+    data = self._values_frame()
     tmp = d/'values.parquet.tmp'; data.to_parquet(tmp, index=False); tmp.replace(d/'values.parquet')
     (d/'experiment.json').write_text(json.dumps(cfg, indent=1))
     return d
 
 # %% ../nbs/41_abtest.ipynb #4d4ff60e
 @patch(cls_method=True)
-def load(cls:ABTest, name_or_path:str|Path)->ABTest:
+def load(cls:ABTest,
+    name_or_path:str|Path, # A saved experiment's name, or the folder it was saved to
+)->ABTest:
     "Load a saved experiment by name (from the workspace) or folder"
     d = Path(name_or_path)
     if not (d/'experiment.json').exists():
-        d = Path(get_settings().home)/'abtests'/re.sub(r'[^\w.-]+', '_', str(name_or_path))
+        d = _saved_folder(str(name_or_path))
     if not (d/'experiment.json').exists():
         raise FileNotFoundError(f"No saved experiment {str(name_or_path)!r} (looked in {d})")
     cfg = json.loads((d/'experiment.json').read_text())

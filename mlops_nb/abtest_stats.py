@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import stdtr, stdtrit, ndtr, ndtri, chdtrc
 
 # %% auto #0
-__all__ = ['SRM_THRESHOLD', 'moments', 'merge_moments', 'summarize', 'from_moments', 'pair_moments', 'merge_pairs', 'welch',
+__all__ = ['SRM_THRESHOLD', 'moments', 'merge_moments', 'from_moments', 'summarize', 'pair_moments', 'merge_pairs', 'welch',
            'prop_ztest', 'relative_lift', 'estimate_test', 'srm_test', 'cuped_from_moments', 'cuped_summaries',
            'adjust_pvalues', 'sequential_interval', 'chance_to_win', 'sample_size', 'minimum_detectable_effect']
 
@@ -44,12 +44,6 @@ def merge_moments(
     return np.array([n, a[1] + d*nb/n, a[2] + b[2] + d*d*na*nb/n])
 
 # %% ../nbs/40_abtest_stats.ipynb #f316c085
-def summarize(
-    values, # Numbers; NaN and infinities are left out
-)->tuple:
-    "`(n, mean, variance)` of the finite values (NaN dropped), variance with `ddof=1` (0 for fewer than 2 values)"
-    return from_moments(moments(values))
-
 def from_moments(
     m:np.ndarray, # `[n, mean, M2]`
 )->tuple:
@@ -57,6 +51,13 @@ def from_moments(
     n = int(m[0])
     if n == 0: return 0, math.nan, math.nan
     return n, float(m[1]), float(m[2]/(n - 1)) if n > 1 else 0.0
+
+# %% ../nbs/40_abtest_stats.ipynb #a0d87552
+def summarize(
+    values, # Numbers; NaN and infinities are left out
+)->tuple:
+    "`(n, mean, variance)` of the finite values (NaN dropped), variance with `ddof=1` (0 for fewer than 2 values)"
+    return from_moments(moments(values))
 
 # %% ../nbs/40_abtest_stats.ipynb #411c6cd3
 def pair_moments(
@@ -166,6 +167,7 @@ def estimate_test(est:float, # The estimate: a difference or a relative lift
 # %% ../nbs/40_abtest_stats.ipynb #542117f7
 SRM_THRESHOLD = 0.001
 
+# %% ../nbs/40_abtest_stats.ipynb #e115d83e
 def srm_test(
     counts, # Units per variant
     weights, # The planned traffic shares
@@ -226,6 +228,7 @@ def _cs_factor(N, alpha, tuning):
     rho2 = (-2*math.log(alpha) + math.log(-2*math.log(alpha) + 1))/tuning
     return math.sqrt(2*(N*rho2 + 1)/(N*rho2) * math.log(math.sqrt(N*rho2 + 1)/alpha))
 
+# %% ../nbs/40_abtest_stats.ipynb #aeb6afc5
 def sequential_interval(
     diff, # The estimate
     se, # Its standard error

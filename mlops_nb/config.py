@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit, parse_qsl, urlencode, unquote
+from fastcore.basics import patch
 from .display import html_table
 
 # %% auto #0
@@ -69,8 +70,6 @@ def url_scheme(url:str, # A URL, e.g. `postgresql+psycopg://u:p@db/x`, or a plai
     "The scheme of a backend URL, which decides the backend: `sqlite`, `redis`, `http`, ..."
     return urlsplit(url).scheme.split('+')[0].lower() if '://' in url else ''
 
-_scheme = url_scheme  # kept for modules not yet moved
-
 # %% ../nbs/00_config.ipynb #8946ac6b
 def check_uri(name:str, # Setting name, e.g. `'online_store'`
               value:str, # The URL or path to check
@@ -102,7 +101,10 @@ def split_credentials(url:str, # A URL, e.g. `http://user:password@host:5000`
 # %% ../nbs/00_config.ipynb #92894930
 class Settings:
     "Resolved workspace settings: each value from `configure(...)`, an environment variable or the embedded default"
-    def __init__(self, values:dict, sources:dict): self._values,self.sources = dict(values),dict(sources)
+    def __init__(self,
+        values:dict, # Setting name -> its resolved value (a string, or a `Path` for `home`)
+        sources:dict, # Setting name -> where the value came from, e.g. `'env MLOPS_NB_HOME'`
+    ): self._values,self.sources = dict(values),dict(sources)
     def __getattr__(self, name):
         try: return self.__dict__['_values'][name]
         except KeyError:
@@ -139,12 +141,7 @@ def get_settings(env:dict|None=None, # Environment to read; `os.environ` by defa
         srcs[name] = src
     return Settings(vals, srcs)
 
-# %% ../nbs/00_config.ipynb #0491b55f
-_html_table = html_table  # kept for modules not yet moved
-
 # %% ../nbs/00_config.ipynb #ce16cb28
-from fastcore.basics import patch
-
 @patch
 def _repr_mimebundle_(self:Settings, include=None, exclude=None):
     "Plain text everywhere; an HTML table of setting, value and source in Jupyter"

@@ -14,13 +14,119 @@ import numpy as np, pandas as pd
 # %% auto #0
 __all__ = ['CATEGORIES', 'make_transactions']
 
-# %% ../nbs/05_datasets.ipynb #d3a0447b
+# %% ../nbs/05_datasets.ipynb #66f36bc7
 CATEGORIES = ['grocery', 'restaurants', 'fashion', 'electronics', 'travel', 'gaming']
 _CAT_AMOUNT = dict(grocery=35, restaurants=45, fashion=80, electronics=250, travel=400, gaming=40)
+_TYPICAL = np.array([_CAT_AMOUNT[c] for c in CATEGORIES])     # typical amount, by category number
 _CAT_P = np.array([0.30, 0.22, 0.16, 0.12, 0.10, 0.10])
 _CAT_P_DRIFT = np.array([0.22, 0.18, 0.14, 0.12, 0.16, 0.18])
 _CAT_P_FRAUD = np.array([0.08, 0.05, 0.12, 0.35, 0.15, 0.25])   # fraudsters buy what resells: electronics, gaming, travel
 
+# %% ../nbs/05_datasets.ipynb #f37a4196
+def _pick_merchants(rng, want_cat, by_cat, n_merchants):
+    out = np.empty(len(want_cat), dtype=int)
+    for c, ids in enumerate(by_cat):
+        sel = want_cat == c
+        out[sel] = rng.choice(ids, sel.sum()) if len(ids) else rng.integers(n_merchants, size=sel.sum())
+    return out
+
+# %% ../nbs/05_datasets.ipynb #bec0a101
+def _hour_p(drift:bool):
+    h = np.arange(24)
+    p = 0.2 + np.exp(-0.5*((h - 13)/4)**2) + 0.6*np.exp(-0.5*((h - 19)/2.5)**2) + (0.35*(h < 5) if drift else 0)
+    return p / p.sum()
+
+# %% ../nbs/05_datasets.ipynb #d52e996d
+def _burst_sizes(rng, total:int):
+    "Sizes (1 to 6 purchases) of the bursts that make up `total` fraudulent transactions"
+    sizes = np.minimum(1 + rng.poisson(1.3, max(total, 1)), 6)
+    sizes = sizes[:np.searchsorted(np.cumsum(sizes), total) + 1]
+    if len(sizes): sizes[-1] -= sizes.sum() - total
+    return sizes[sizes > 0]
+
+# %% ../nbs/05_datasets.ipynb #798f244c
+def _recent_count(users, secs, window:int):
+    "For each transaction, how many earlier ones the same user made in the `window` seconds before it"
+    order = np.lexsort((secs, users))
+    key = users[order].astype(np.int64)*(int(secs.max()) + 2*window + 1) + secs[order]
+    out = np.empty(len(users), dtype=int)
+    out[order] = np.arange(len(key)) - np.searchsorted(key, key - window, 'left')
+    return out
+
+# %% ../nbs/05_datasets.ipynb #0d80d046
+def _check_args(n, n_users, n_merchants, days, fraud_rate):
+    if n < 1 or n_users < 1 or n_merchants < 1 or days < 1:
+        raise ValueError("n, n_users, n_merchants and days must all be at least 1")
+    if not 0 < fraud_rate < 0.5: raise ValueError(f"fraud_rate must be between 0 and 0.5, not {fraud_rate}")
+
+# %% ../nbs/05_datasets.ipynb #d9cc1e22
+def _population(seed, n_users, n_merchants)->dict:
+    "Users' activity, account age and riskiness; merchants' category, and the merchants of each category"
+    u_rng, m_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    activity = u_rng.pareto(1.5, n_users) + 1
+    u_age = u_rng.gamma(2.0, 300, n_users).round().astype(int)
+    u_risk = u_rng.normal(0, 1, n_users)
+    m_cat = m_rng.choice(len(CATEGORIES), n_merchants, p=_CAT_P)
+    by_cat = [np.flatnonzero(m_cat == c) for c in range(len(CATEGORIES))]
+    return dict(activity=activity, u_age=u_age, u_risk=u_risk, m_cat=m_cat, by_cat=by_cat)
+
+# %% ../nbs/05_datasets.ipynb #d6715da7
+def _own_purchases(rng, pop, n, days, drift)->dict:
+    "The cardholders' own purchases as arrays: user, merchant, amount, hour, seconds from the start, channel, foreign"
+    users = rng.choice(len(pop['activity']), n, p=pop['activity']/pop['activity'].sum())
+    want_cat = rng.choice(len(CATEGORIES), n, p=_CAT_P_DRIFT if drift else _CAT_P)
+    merchants = _pick_merchants(rng, want_cat, pop['by_cat'], len(pop['m_cat']))
+    amount = _TYPICAL[pop['m_cat'][merchants]] * rng.lognormal(0.15 if drift else 0.0, 0.6, n)
+    hour = rng.choice(24, n, p=_hour_p(drift))
+    secs = rng.integers(0, days, n)*86400 + hour*3600 + rng.integers(0, 3600, n)
+    channel = rng.choice(['pos', 'web', 'app'], n, p=[0.45, 0.30, 0.25] if not drift else [0.35, 0.30, 0.35])
+    foreign = rng.random(n) < (0.12 if drift else 0.06)
+    return dict(users=users, merchants=merchants, amount=amount, hour=hour, secs=secs, channel=channel, foreign=foreign)
+
+# %% ../nbs/05_datasets.ipynb #ebcc55fe
+def _fraud_bursts(f_rng, pop, t, n, days, fraud_rate):
+    "Rows that become fraud and their burst sizes; sets those rows' victim card and time (in `t`)"
+    rows = f_rng.choice(n, int(round(n*fraud_rate)), replace=False)
+    sizes = _burst_sizes(f_rng, len(rows))
+    victim_w = (1 + 3*(pop['u_age'] < 120)) * np.exp(0.5*pop['u_risk'])     # new accounts and careless users are hit more often
+    victims = f_rng.choice(len(pop['u_age']), len(sizes), p=victim_w/victim_w.sum())
+    first_hour = np.where(f_rng.random(len(sizes)) < 0.45, f_rng.integers(0, 6, len(sizes)),
+                          f_rng.choice(24, len(sizes), p=_hour_p(False)))
+    t_start = f_rng.integers(0, days, len(sizes))*86400 + first_hour*3600 + f_rng.integers(0, 3600, len(sizes))
+    burst = np.repeat(np.arange(len(sizes)), sizes)
+    t['users'][rows] = victims[burst]
+    t['secs'][rows] = np.minimum(t_start[burst] + f_rng.integers(0, 45*60, len(rows)), days*86400 - 1)
+    t['hour'][rows] = t['secs'][rows] % 86400 // 3600
+    return rows, sizes
+
+# %% ../nbs/05_datasets.ipynb #dc724592
+def _fraud_purchases(f_rng, pop, t, rows, sizes, drift):
+    "Overwrite the fraud rows' merchant, amount, foreign flag and channel (in `t`), and set their label"
+    stealthy = np.repeat(f_rng.random(len(sizes)) < 0.3, sizes)   # a third of the fraud looks like the cardholder
+    f_cat = np.where(stealthy, f_rng.choice(len(CATEGORIES), len(rows), p=_CAT_P),
+                     f_rng.choice(len(CATEGORIES), len(rows), p=_CAT_P_FRAUD))
+    t['merchants'][rows] = _pick_merchants(f_rng, f_cat, pop['by_cat'], len(pop['m_cat']))
+    t['amount'][rows] = _TYPICAL[pop['m_cat'][t['merchants'][rows]]] * f_rng.lognormal(np.where(stealthy, 0.1, 0.8), 0.7)
+    t['foreign'][rows] = f_rng.random(len(rows)) < np.repeat(np.where(f_rng.random(len(sizes)) < 0.5, 0.9, 0.05), sizes)
+    t['channel'][rows] = f_rng.choice(['pos', 'web', 'app'], len(rows), p=[0.15, 0.25, 0.60] if drift else [0.15, 0.65, 0.20])
+    t['fraud'] = np.zeros(len(t['users']), bool)
+    t['fraud'][rows] = True
+
+# %% ../nbs/05_datasets.ipynb #4193deb6
+def _to_frame(t, pop, start)->pd.DataFrame:
+    "The transactions as a DataFrame sorted by time, with ids `t0`, `t1`, ... in that order"
+    users, merchants, secs = t['users'], t['merchants'], t['secs']
+    df = pd.DataFrame({'user_id': np.char.add('u', users.astype(str)), 'merchant_id': np.char.add('m', merchants.astype(str)),
+                       'event_timestamp': pd.to_datetime(pd.Timestamp(start, tz='UTC').value // 10**9 + secs, unit='s', utc=True),
+                       'amount': t['amount'].round(2),
+                       'category': pd.Categorical(np.array(CATEGORIES)[pop['m_cat'][merchants]], categories=CATEGORIES),
+                       'channel': t['channel'], 'is_foreign': t['foreign'], 'hour': t['hour'], 'account_age_days': pop['u_age'][users],
+                       'tx_last_hour': _recent_count(users, secs, 3600), 'is_fraud': t['fraud'].astype(int)})
+    df = df.sort_values('event_timestamp', kind='stable').reset_index(drop=True)
+    df.insert(0, 'transaction_id', np.char.add('t', np.arange(len(df)).astype(str)))
+    return df
+
+# %% ../nbs/05_datasets.ipynb #36e640b1
 def make_transactions(n:int=20_000, # Number of transactions
                       *,
                       n_users:int=2_000, # Number of distinct users
@@ -32,80 +138,10 @@ def make_transactions(n:int=20_000, # Number of transactions
                       seed:int=0, # Same seed, same data
                      )->pd.DataFrame:
     "Synthetic card transactions with a fraud label, sorted by time"
-    if n < 1 or n_users < 1 or n_merchants < 1 or days < 1:
-        raise ValueError("n, n_users, n_merchants and days must all be at least 1")
-    if not 0 < fraud_rate < 0.5: raise ValueError(f"fraud_rate must be between 0 and 0.5, not {fraud_rate}")
-    rng = np.random.default_rng(seed)
-    # users and merchants are the same whatever `drift` is: drift changes behaviour, not who exists
-    u_rng, m_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
-    activity = u_rng.pareto(1.5, n_users) + 1
-    u_age = u_rng.gamma(2.0, 300, n_users).round().astype(int)
-    u_risk = u_rng.normal(0, 1, n_users)
-    m_cat = m_rng.choice(len(CATEGORIES), n_merchants, p=_CAT_P)
-    by_cat = [np.flatnonzero(m_cat == c) for c in range(len(CATEGORIES))]
-    # the cardholders' own transactions
-    users = rng.choice(n_users, n, p=activity/activity.sum())
-    want_cat = rng.choice(len(CATEGORIES), n, p=_CAT_P_DRIFT if drift else _CAT_P)
-    merchants = _pick_merchants(rng, want_cat, by_cat, n_merchants)
-    typical = np.array([_CAT_AMOUNT[c] for c in CATEGORIES])
-    amount = typical[m_cat[merchants]] * rng.lognormal(0.15 if drift else 0.0, 0.6, n)
-    hour = rng.choice(24, n, p=_hour_p(drift))
-    secs = rng.integers(0, days, n)*86400 + hour*3600 + rng.integers(0, 3600, n)
-    channel = rng.choice(['pos', 'web', 'app'], n, p=[0.45, 0.30, 0.25] if not drift else [0.35, 0.30, 0.35])
-    foreign = rng.random(n) < (0.12 if drift else 0.06)
-    fraud = np.zeros(n, bool)
-    # fraud: some cards are compromised, and each is used in a burst of purchases within the hour
+    _check_args(n, n_users, n_merchants, days, fraud_rate)
+    pop = _population(seed, n_users, n_merchants)
+    t = _own_purchases(np.random.default_rng(seed), pop, n, days, drift)
     f_rng = np.random.default_rng([seed, 3, int(drift)])
-    rows = f_rng.choice(n, int(round(n*fraud_rate)), replace=False)
-    sizes = _burst_sizes(f_rng, len(rows))
-    victim_w = (1 + 3*(u_age < 120)) * np.exp(0.5*u_risk)     # new accounts and careless users are hit more often
-    victims = f_rng.choice(n_users, len(sizes), p=victim_w/victim_w.sum())
-    first_hour = np.where(f_rng.random(len(sizes)) < 0.45, f_rng.integers(0, 6, len(sizes)), f_rng.choice(24, len(sizes), p=_hour_p(False)))
-    t_start = f_rng.integers(0, days, len(sizes))*86400 + first_hour*3600 + f_rng.integers(0, 3600, len(sizes))
-    burst = np.repeat(np.arange(len(sizes)), sizes)
-    users[rows] = victims[burst]
-    secs[rows] = np.minimum(t_start[burst] + f_rng.integers(0, 45*60, len(rows)), days*86400 - 1)
-    hour[rows] = secs[rows] % 86400 // 3600
-    stealthy = np.repeat(f_rng.random(len(sizes)) < 0.3, sizes)   # a third of the fraud looks like the cardholder
-    f_cat = np.where(stealthy, f_rng.choice(len(CATEGORIES), len(rows), p=_CAT_P), f_rng.choice(len(CATEGORIES), len(rows), p=_CAT_P_FRAUD))
-    merchants[rows] = _pick_merchants(f_rng, f_cat, by_cat, n_merchants)
-    amount[rows] = typical[m_cat[merchants[rows]]] * f_rng.lognormal(np.where(stealthy, 0.1, 0.8), 0.7)
-    foreign[rows] = f_rng.random(len(rows)) < np.repeat(np.where(f_rng.random(len(sizes)) < 0.5, 0.9, 0.05), sizes)
-    channel[rows] = f_rng.choice(['pos', 'web', 'app'], len(rows), p=[0.15, 0.25, 0.60] if drift else [0.15, 0.65, 0.20])
-    fraud[rows] = True
-    df = pd.DataFrame({'user_id': np.char.add('u', users.astype(str)), 'merchant_id': np.char.add('m', merchants.astype(str)),
-                       'event_timestamp': pd.to_datetime(pd.Timestamp(start, tz='UTC').value // 10**9 + secs, unit='s', utc=True),
-                       'amount': amount.round(2), 'category': pd.Categorical(np.array(CATEGORIES)[m_cat[merchants]], categories=CATEGORIES),
-                       'channel': channel, 'is_foreign': foreign, 'hour': hour, 'account_age_days': u_age[users],
-                       'tx_last_hour': _recent_count(users, secs, 3600), 'is_fraud': fraud.astype(int)})
-    df = df.sort_values('event_timestamp', kind='stable').reset_index(drop=True)
-    df.insert(0, 'transaction_id', np.char.add('t', np.arange(n).astype(str)))
-    return df
-
-# %% ../nbs/05_datasets.ipynb #c1f4f32d
-def _pick_merchants(rng, want_cat, by_cat, n_merchants):
-    out = np.empty(len(want_cat), dtype=int)
-    for c, ids in enumerate(by_cat):
-        sel = want_cat == c
-        out[sel] = rng.choice(ids, sel.sum()) if len(ids) else rng.integers(n_merchants, size=sel.sum())
-    return out
-
-def _hour_p(drift:bool):
-    h = np.arange(24)
-    p = 0.2 + np.exp(-0.5*((h - 13)/4)**2) + 0.6*np.exp(-0.5*((h - 19)/2.5)**2) + (0.35*(h < 5) if drift else 0)
-    return p / p.sum()
-
-def _burst_sizes(rng, total:int):
-    "Sizes (1 to 6 purchases) of the bursts that make up `total` fraudulent transactions"
-    sizes = np.minimum(1 + rng.poisson(1.3, max(total, 1)), 6)
-    sizes = sizes[:np.searchsorted(np.cumsum(sizes), total) + 1]
-    if len(sizes): sizes[-1] -= sizes.sum() - total
-    return sizes[sizes > 0]
-
-def _recent_count(users, secs, window:int):
-    "For each transaction, how many earlier ones the same user made in the `window` seconds before it"
-    order = np.lexsort((secs, users))
-    key = users[order].astype(np.int64)*(int(secs.max()) + 2*window + 1) + secs[order]
-    out = np.empty(len(users), dtype=int)
-    out[order] = np.arange(len(key)) - np.searchsorted(key, key - window, 'left')
-    return out
+    rows, sizes = _fraud_bursts(f_rng, pop, t, n, days, fraud_rate)
+    _fraud_purchases(f_rng, pop, t, rows, sizes, drift)
+    return _to_frame(t, pop, start)

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .config import get_settings, ensure_dir, settings_env
 from .display import html_table
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['RECORD_MIME', 'record', 'read_records', 'Parameter', 'notebook_parameters', 'JobParameterError', 'check_parameters',
+__all__ = ['RECORD_MIME', 'record', 'read_records', 'Parameter', 'notebook_parameters', 'check_parameters', 'JobParameterError',
            'JobResult', 'JobFailed', 'templates_dir', 'list_templates', 'resolve_notebook', 'render_html',
-           'run_notebook', 'ScheduleError', 'run_scheduled', 'schedule_job', 'list_schedules', 'job_history',
-           'unschedule', 'run_scheduler']
+           'run_notebook', 'job_store', 'ScheduleError', 'run_scheduled', 'schedule_job', 'list_schedules',
+           'job_history', 'unschedule', 'run_scheduler']
 
 # %% ../nbs/85_jobs.ipynb #4eb6161f
 RECORD_MIME = 'application/vnd.mlops-nb.record+json'
@@ -60,7 +61,10 @@ def read_records(
 @dataclass
 class Parameter:
     "One parameter of a notebook: its name, type name, default and help"
-    name:str; type:str; default:object; help:str=''
+    name:str # The variable's name
+    type:str # Its type's name: `'int'`, `'float | None'`, `'any'` ...
+    default:object # Its value in the notebook
+    help:str='' # The comment on its line
     def __str__(self): return f"{self.name}: {self.type} = {self.default!r}" + (f"  # {self.help}" if self.help else '')
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool, 'list': list, 'dict': dict, 'tuple': tuple}
@@ -94,9 +98,6 @@ def notebook_parameters(path:str|Path, # A notebook file
     return res
 
 # %% ../nbs/85_jobs.ipynb #778b2d90
-class JobParameterError(ValueError):
-    "A job was given a parameter the notebook does not declare, or a value of the wrong type"
-
 def _convert(p:Parameter, v):
     base = p.type.split(' | ')[0]
     if v is None and (p.type.endswith('| None') or p.type == 'any'): return None
@@ -139,6 +140,10 @@ def check_parameters(spec:dict, # From `notebook_parameters`
                                     f"Accepted parameters:\n{accepted}") from None
     return out
 
+# %% ../nbs/85_jobs.ipynb #0c63d7ae
+class JobParameterError(ValueError):
+    "A job was given a parameter the notebook does not declare, or a value of the wrong type"
+
 # %% ../nbs/85_jobs.ipynb #72eaf436
 def _import_quietly(name:str):
     "Import `name` without `rfc3987_syntax`: jsonschema's IRI format check, unused by notebooks, costs 0.9 s to import"
@@ -161,9 +166,16 @@ def _settings_env():
 @dataclass
 class JobResult:
     "The outcome of one notebook job"
-    notebook:str; output:Path; status:str; run_id:str|None; parameters:dict
-    records:dict=field(default_factory=dict); error:str|None=None; failed_cell:int|None=None
-    seconds:float=0.0; notebook_seconds:float=0.0
+    notebook:str # The notebook that ran (its path)
+    output:Path # The executed notebook
+    status:str # `'FINISHED'` or `'FAILED'`
+    run_id:str|None # The job's MLflow run
+    parameters:dict # The parameters it ran with, converted
+    records:dict=field(default_factory=dict) # The values the notebook `record`ed
+    error:str|None=None # One line saying what failed
+    failed_cell:int|None=None # The index of the cell that failed (or was running at a timeout)
+    seconds:float=0.0 # Wall time of the whole job
+    notebook_seconds:float=0.0 # Time spent in the notebook's cells
     @property
     def ok(self)->bool: return self.status == 'FINISHED'
     @property
@@ -171,25 +183,33 @@ class JobResult:
     def __repr__(self):
         return (f"JobResult({Path(self.notebook).name!r}, status={self.status!r}, run_id={self.run_id!r}, "
                 f"seconds={self.seconds:.2f}, notebook_seconds={self.notebook_seconds:.2f})")
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        rows = [('status', self.status), ('run', self.run_id), ('output', self.output),
-                ('time', f'{self.seconds:.2f} s ({self.notebook_seconds:.2f} s in cells, {self.overhead_seconds:.2f} s overhead)')]
-        rows += [('parameter ' + k, repr(v)) for k,v in self.parameters.items()]
-        rows += [('recorded ' + k, repr(v)) for k,v in self.records.items()]
-        if self.error: rows.append(('error', f'cell {self.failed_cell}: {self.error}'))
-        return {'text/plain': repr(self),
-                'text/html': f'<b>Job {html.escape(Path(self.notebook).name)}</b>' + html_table(rows, ('', ''))}
+
+# %% ../nbs/85_jobs.ipynb #da60f106
+@patch
+def _repr_mimebundle_(self:JobResult, include=None, exclude=None):
+    rows = [('status', self.status), ('run', self.run_id), ('output', self.output),
+            ('time', f'{self.seconds:.2f} s ({self.notebook_seconds:.2f} s in cells, '
+                     f'{self.overhead_seconds:.2f} s overhead)')]
+    rows += [('parameter ' + k, repr(v)) for k,v in self.parameters.items()]
+    rows += [('recorded ' + k, repr(v)) for k,v in self.records.items()]
+    if self.error: rows.append(('error', f'cell {self.failed_cell}: {self.error}'))
+    return {'text/plain': repr(self),
+            'text/html': f'<b>Job {html.escape(Path(self.notebook).name)}</b>' + html_table(rows, ('', ''))}
 
 # %% ../nbs/85_jobs.ipynb #b12c8699
 class JobFailed(RuntimeError):
     "A notebook job failed; `.result` is its `JobResult`"
-    def __init__(self, msg, result): super().__init__(msg); self.result = result
+    def __init__(self,
+        msg:str, # What failed, where, and where the output notebook is
+        result:JobResult, # The failed job's outcome
+    ): super().__init__(msg); self.result = result
 
 # %% ../nbs/85_jobs.ipynb #c8a99fbf
 def templates_dir()->Path:
     "The folder of report templates shipped with mlops_nb"
     return Path(__file__).resolve().parent/'reports'
 
+# %% ../nbs/85_jobs.ipynb #6976ed75
 def list_templates()->list:
     "Names of the shipped report templates"
     return sorted(p.stem for p in templates_dir().glob('*.ipynb'))
@@ -316,6 +336,35 @@ def render_html(
     out.write_text(body, encoding='utf-8')
     return out
 
+# %% ../nbs/85_jobs.ipynb #c3282ac2
+def _kernel_for(src:Path, kernel_name:str|None)->str:
+    "The kernel to run `src` on: the one asked for, else the notebook's own, else `python3`; refused if not installed"
+    kernel_name = kernel_name or _read_nb(src).get('metadata', {}).get('kernelspec', {}).get('name') or 'python3'
+    from jupyter_client.kernelspec import KernelSpecManager
+    if kernel_name not in (kernels := KernelSpecManager().find_kernel_specs()):
+        raise JobParameterError(f"No Jupyter kernel named {kernel_name!r} for {src.name}; the installed kernels are: "
+                                f"{', '.join(sorted(kernels)) or '(none)'}")
+    return kernel_name
+
+# %% ../nbs/85_jobs.ipynb #46c97548
+def _execute(src:Path, out:Path, params:dict, kernel_name:str, timeout:float|None)->tuple:
+    "Execute `src` into `out` with papermill: `(failed cell or None, one-line error or None)`"
+    pm = _import_quietly('papermill')
+    try:
+        with _kernel_stderr():
+            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name, progress_bar=False,
+                                execution_timeout=timeout, cwd=str(out.parent), log_output=False, start_timeout=120,
+                                extra_arguments=['--IPKernelApp.log_level=ERROR'])   # not its TCP warning
+    except Exception as e: return _failure(e)
+    return None, None
+
+# %% ../nbs/85_jobs.ipynb #f45ce457
+def _job_failed(src:Path, out:Path, res:JobResult)->JobFailed:
+    "The error a failed job raises: where it failed, why, where the output notebook is, and the run"
+    where = f"cell {res.failed_cell}" if res.failed_cell is not None else "the job"
+    saved = f"the output notebook with the error is {out}" if out.exists() else "no output notebook was written"
+    return JobFailed(f"{src.name} failed in {where}: {res.error}; {saved}; MLflow run {res.run_id}", res)
+
 # %% ../nbs/85_jobs.ipynb #2416bf6f
 def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's name
                  parameters:dict|None=None, # Values for the notebook's `parameters` cell
@@ -336,25 +385,14 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
     out = Path(output) if output else Path(get_settings().reports)/src.stem/f"{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
     ensure_dir(out.parent)
     tags = {'mlops_nb.job': 'notebook', 'mlops_nb.notebook': str(src), **(tags or {})}
-    kernel_name = kernel_name or _read_nb(src).get('metadata', {}).get('kernelspec', {}).get('name') or 'python3'
-    from jupyter_client.kernelspec import KernelSpecManager
-    if kernel_name not in (kernels := KernelSpecManager().find_kernel_specs()):
-        raise JobParameterError(f"No Jupyter kernel named {kernel_name!r} for {src.name}; the installed kernels are: "
-                                f"{', '.join(sorted(kernels)) or '(none)'}")
-    failed_cell = err = None
+    kernel_name = _kernel_for(src, kernel_name)
     s = get_settings()
     from mlops_nb.tracking import prepare_store
     # a new store is created here, once, before the job's run and the kernel's own tracking open it at the same time
     prepare_store(s.tracking_uri, s.artifacts)
     with _settings_env():
         logger = _Logger(experiment=experiment, name=run_name or src.stem, params=params, tags=tags, html=html)
-        pm = _import_quietly('papermill')
-        try:
-            with _kernel_stderr():
-                pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name, progress_bar=False,
-                                    execution_timeout=timeout, cwd=str(out.parent), log_output=False, start_timeout=120,
-                                    extra_arguments=['--IPKernelApp.log_level=ERROR'])   # not its TCP warning
-        except Exception as e: failed_cell, err = _failure(e)
+        failed_cell, err = _execute(src, out, params, kernel_name, timeout)
     nb = _read_nb(out) if out.exists() else {'cells': []}
     if err and failed_cell is None: failed_cell = _running_cell(nb)   # a timeout: the cell that was running
     if html and out.exists(): render_html(out)   # while the logger process is still opening the run
@@ -364,9 +402,7 @@ def run_notebook(notebook:str|Path, # A notebook path, or a shipped template's n
     logger.finish(res)
     res.seconds = time.perf_counter() - t0
     if err and raise_on_error:
-        where = f"cell {failed_cell}" if failed_cell is not None else "the job"
-        saved = f"the output notebook with the error is {out}" if out.exists() else "no output notebook was written"
-        raise JobFailed(f"{src.name} failed in {where}: {err}; {saved}; MLflow run {res.run_id}", res)
+        raise _job_failed(src, out, res)
     return res
 
 # %% ../nbs/85_jobs.ipynb #0426824e
@@ -381,8 +417,8 @@ def _scheduler(blocking:bool=False):
 
 # %% ../nbs/85_jobs.ipynb #1c02bd9d
 @contextlib.contextmanager
-def _job_store():
-    "`(store, scheduler)`: the job store opened directly, and a scheduler that is never started (it only owns the jobs)"
+def job_store(): # `(store, scheduler)`
+    "The workspace's schedules: its APScheduler job store opened directly, and a scheduler never started (it owns the jobs)"
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
     sched = BackgroundScheduler()
@@ -390,10 +426,6 @@ def _job_store():
     store.start(sched, 'default')
     try: yield store, sched
     finally: store.shutdown()
-
-# %% ../nbs/85_jobs.ipynb #97f61f0d
-class ScheduleError(ValueError):
-    "A schedule can't be stored as given: a bad name or cron expression, or a name already in use"
 
 # %% ../nbs/85_jobs.ipynb #e4e36b6b
 _DOW = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
@@ -429,6 +461,10 @@ def _cron(expr:str):
         raise ScheduleError(f"Cron expression {expr!r} never fires (no such date, e.g. 31 February): {hint}")
     return trigger
 
+# %% ../nbs/85_jobs.ipynb #97f61f0d
+class ScheduleError(ValueError):
+    "A schedule can't be stored as given: a bad name or cron expression, or a name already in use"
+
 # %% ../nbs/85_jobs.ipynb #5669aab0
 def run_scheduled(
     notebook:str, # The notebook path
@@ -448,6 +484,7 @@ def _check_schedule_name(name)->str:
     if "'" in name and '"' in name: raise ScheduleError(f"Bad schedule name {name!r}: use ' or \", not both")
     return name
 
+# %% ../nbs/85_jobs.ipynb #830fd7df
 def _cron_of(job)->str:
     "The cron string a job was scheduled with (rebuilt from the trigger for jobs stored before it was kept)"
     if job.kwargs.get('cron'): return job.kwargs['cron']
@@ -473,7 +510,7 @@ def schedule_job(name:str, # The schedule's name (unique)
     from datetime import datetime, timezone
     from apscheduler.job import Job
     kwargs = dict(notebook=str(src), parameters=params, experiment=experiment, schedule=name, cron=cron)
-    with _job_store() as (store, sched):
+    with job_store() as (store, sched):
         old = store.lookup_job(name)
         if old is not None and not replace and old.kwargs != kwargs:
             raise ScheduleError(f"A schedule named {name!r} already exists ({_describe(old)}); "
@@ -489,7 +526,7 @@ def schedule_job(name:str, # The schedule's name (unique)
 def list_schedules():
     "The scheduled jobs as a DataFrame: name, notebook, cron, parameters, next run"
     import pandas as pd
-    with _job_store() as (store, _):
+    with job_store() as (store, _):
         rows = [{'name': j.id, 'notebook': j.kwargs['notebook'], 'cron': _cron_of(j),
                  'parameters': j.kwargs['parameters'],
                  'next_run': j.next_run_time} for j in store.get_all_jobs()]
@@ -502,6 +539,7 @@ def _filter_value(v:str)->str:
     if '"' not in v: return f'"{v}"'
     raise ValueError(f"{v!r} can't be used in an MLflow filter: it holds both ' and \"")
 
+# %% ../nbs/85_jobs.ipynb #e74d5c3a
 def job_history(
     schedule:str|None=None, # A schedule's name; every job when None
     experiment:str='reports', # The MLflow experiment of the jobs
@@ -517,7 +555,7 @@ def unschedule(
 ):
     "Remove a scheduled job"
     from apscheduler.jobstores.base import JobLookupError
-    with _job_store() as (store, _):
+    with job_store() as (store, _):
         try: store.remove_job(name)
         except JobLookupError:
             names = ', '.join(repr(j.id) for j in store.get_all_jobs()) or '(none)'

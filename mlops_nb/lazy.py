@@ -18,7 +18,8 @@ __all__ = ['public_names', 'lazy_attr']
 # %% ../nbs/00a_lazy.ipynb #6020d43c
 _index: dict|None = None
 
-def public_names(pkg:str='mlops_nb')->dict:
+def public_names(pkg:str='mlops_nb', # The package whose modules are indexed (its `_modidx.py`)
+                )->dict: # Public top-level name -> the module that exports it
     "Map each public top-level name exported by a module of `pkg` to that module's name"
     global _index
     if _index is None:
@@ -35,7 +36,7 @@ def public_names(pkg:str='mlops_nb')->dict:
 # %% ../nbs/00a_lazy.ipynb #6c756730
 def lazy_attr(pkg:str, # The package asked, `'mlops_nb'`
               name:str, # The attribute asked for
-             ):
+             ): # The object `name` in the module that exports it
     "Import the module that exports `name` and return it; `AttributeError` for a name no module exports"
     mod = public_names(pkg).get(name)
     if mod is None: raise AttributeError(f"module {pkg!r} has no attribute {name!r}")

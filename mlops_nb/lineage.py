@@ -11,28 +11,35 @@ SQLite store and on a tracking server, and shows up in MLflow's UI."""
 
 # %% ../nbs/25_lineage.ipynb #447f0911
 from __future__ import annotations
+from fastcore.basics import patch
 import hashlib, json, html
 from datetime import datetime, timezone
+from .links import TRAINING_SET, FEATURE_DEFS, PIPELINE_VERSION, ONLINE_FEATURES, ABTEST_PREFIX, GATE, run_links
 
 # %% auto #0
 __all__ = ['frame_hash', 'training_set_info', 'online_spec', 'log_training_set', 'record_abtest', 'readable_time', 'clip',
            'Lineage', 'model_lineage']
 
-# %% ../nbs/25_lineage.ipynb #7aad346d
-from .links import TRAINING_SET, FEATURE_DEFS, PIPELINE_VERSION, ONLINE_FEATURES, ABTEST_PREFIX, GATE, run_links
-
-def frame_hash(df)->str:
+# %% ../nbs/25_lineage.ipynb #76f77414
+def frame_hash(df, # A DataFrame
+              )->str: # 16 hex digits
     "A content hash of a DataFrame (values and column names), 16 hex digits"
     import pandas as pd
     h = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     h.update(json.dumps([str(c) for c in df.columns]).encode())
     return h.hexdigest()[:16]
 
+# %% ../nbs/25_lineage.ipynb #253f1861
 def _iso(v)->str|None:
     if v is None or v != v: return None
     return v.isoformat() if hasattr(v, 'isoformat') else str(v)
 
-def training_set_info(df, *, source:str='', time_column:str|None='event_timestamp', entity_column:str|None='entity_id')->dict:
+# %% ../nbs/25_lineage.ipynb #125f9f5c
+def training_set_info(df, # The training set
+                      *, source:str='', # Where it came from: a file, a feature group, a query
+                      time_column:str|None='event_timestamp', # Its time column, if any: its range is recorded
+                      entity_column:str|None='entity_id', # Its entity id column, if any: the number of entities is recorded
+                     )->dict:
     "What identifies a training set: content hash, rows, columns, and the entities' and times' range when present"
     info = dict(hash=frame_hash(df), rows=int(len(df)), columns=[str(c) for c in df.columns][:50], source=str(source))
     if time_column and time_column in df.columns and len(df):
@@ -40,6 +47,7 @@ def training_set_info(df, *, source:str='', time_column:str|None='event_timestam
     if entity_column and entity_column in df.columns: info['entities'] = int(df[entity_column].nunique())
     return info
 
+# %% ../nbs/25_lineage.ipynb #ff29509f
 def online_spec(features, # A feature group holding every model feature, or `group:feature` names (a list)
                 entity_column:str='entity_id', # The entity id column of the training set
                 df=None, # The training set: the kind of its entity ids (integer or string) is recorded
@@ -57,28 +65,37 @@ def online_spec(features, # A feature group holding every model feature, or `gro
         kind = 'integer' if pd.api.types.is_integer_dtype(df[entity_column]) else 'string'
     return dict(group=group, features=refs, entity_column=entity_column, entity_type=kind)
 
+# %% ../nbs/25_lineage.ipynb #c7ae2246
+def _feature_defs(features, feature_registry=None)->list:
+    "Name, version and logic hash of each feature definition: names (their latest version) or (name, version) pairs"
+    from mlops_nb.features.registry import FeatureRegistry
+    reg = feature_registry or FeatureRegistry()
+    defs = []
+    for f in features:
+        name, ver = (f, None) if isinstance(f, str) else f
+        fv = reg.get_feature(name, ver)
+        defs.append(dict(name=fv.feature_name, version=fv.version, logic_hash=fv.logic_hash))
+    return defs
+
+# %% ../nbs/25_lineage.ipynb #a88d2d7e
 def log_training_set(df, # The training set (before any split), e.g. from `get_historical_features`
-    *, tracker=None, run_id:str|None=None, # The run to tag: the tracker's active run, or `run_id`
+    *, tracker=None, # The `ExperimentTracker`; the workspace's by default
+    run_id:str|None=None, # The run to tag: the tracker's active run, or `run_id`
     source:str='', # Where it came from: a file, a feature group, a query
-    time_column:str|None='event_timestamp', entity_column:str|None='entity_id',
+    time_column:str|None='event_timestamp', # Its time column, if any: its range is recorded
+    entity_column:str|None='entity_id', # Its entity id column, if any: the number of entities is recorded
     features:list|None=None, # Feature definitions it used: names in the feature registry (their latest version), or (name, version) pairs
     feature_registry=None, # The `FeatureRegistry` they are in; the workspace's by default
     pipeline=None, # The fitted `FeatureEngineeringPipeline`: its version is recorded and its statistics logged
     online_features=None, # Where a server finds the model's features by entity id: a feature group, or `group:feature` names (`online_spec`)
-)->dict:
+)->dict: # What was recorded (`training_set_info`, plus `features`, `pipeline_version`, `online`)
     "Tag a run with its training set, feature definitions, pipeline version and online features"
     from mlops_nb.tracking import ExperimentTracker
     tracker = tracker or ExperimentTracker()
     info = training_set_info(df, source=source, time_column=time_column, entity_column=entity_column)
     tags = {TRAINING_SET: json.dumps(info)}
     if features:
-        from mlops_nb.features.registry import FeatureRegistry
-        reg = feature_registry or FeatureRegistry()
-        defs = []
-        for f in features:
-            name, ver = (f, None) if isinstance(f, str) else f
-            fv = reg.get_feature(name, ver)
-            defs.append(dict(name=fv.feature_name, version=fv.version, logic_hash=fv.logic_hash))
+        defs = _feature_defs(features, feature_registry)
         tags[FEATURE_DEFS] = json.dumps(defs); info['features'] = defs
     if pipeline is not None:
         tags[PIPELINE_VERSION] = pipeline.version_; info['pipeline_version'] = pipeline.version_
@@ -90,11 +107,11 @@ def log_training_set(df, # The training set (before any split), e.g. from `get_h
     tracker.set_tags(tags, run_id=run_id)
     return info
 
-# %% ../nbs/25_lineage.ipynb #b334a71d
+# %% ../nbs/25_lineage.ipynb #6f0b0498
 def record_abtest(ab, # An `ABTest` whose variants are model versions
                   registry, # The `ModelRegistry` of those versions
                   variants:dict|None=None, # Variant -> version label or number; by default the variant names themselves
-                 )->dict:
+                 )->dict: # The verdict: test, winner, winner_version, reason, metric, time
     "Write the A/B test's verdict on each model version it compared (tag `mlops_nb.abtest.<name>`)"
     variants = variants or {v: v for v in ab.variants}
     unknown = [v for v in variants if v not in ab.variants]
@@ -107,8 +124,9 @@ def record_abtest(ab, # An `ABTest` whose variants are model versions
         registry.client.set_model_version_tag(registry.name, n, ABTEST_PREFIX + ab.name, json.dumps({**verdict, 'variant': v}))
     return verdict
 
-# %% ../nbs/25_lineage.ipynb #b7e2c002
-def readable_time(v)->str:
+# %% ../nbs/25_lineage.ipynb #b6ceef81
+def readable_time(v, # An ISO string, epoch seconds or milliseconds, a datetime, or None
+                 )->str:
     "A time (ISO string, epoch seconds or milliseconds, datetime) as `YYYY-MM-DD HH:MM:SS UTC`; '' for none"
     if v is None or v == '' or v != v: return ''
     try:
@@ -119,14 +137,17 @@ def readable_time(v)->str:
     if d.tzinfo is None: d = d.replace(tzinfo=timezone.utc)
     return d.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
 
-def clip(s, n:int=200)->str:
+# %% ../nbs/25_lineage.ipynb #dee80b87
+def clip(s, # Any text (None is '')
+         n:int=200, # At most this many characters, the ellipsis included
+        )->str:
     "`s` shortened to at most `n` characters at a word boundary, with an ellipsis when something was cut"
     s = ' '.join(str(s or '').split())
     if len(s) <= n: return s
     cut = s[:n].rsplit(' ', 1)[0] if ' ' in s[:n] else s[:n]
     return cut.rstrip(' ,;:') + ' …'
 
-# %% ../nbs/25_lineage.ipynb #63defe31
+# %% ../nbs/25_lineage.ipynb #faf28255
 class Lineage:
     "The chain of one model version: `model`, `run`, `training_set`, `features`, `pipeline_version`, `serving`, `history`, `rollout`, `abtests`, `gate`"
     def __init__(self, **kw): self.__dict__.update(kw)
@@ -137,46 +158,66 @@ class Lineage:
         m = self.model
         lab = m.get('label') or m['number']
         return f"{m['name']} {lab}" + (f" (MLflow version {m['number']})" if str(lab) != str(m['number']) else '')
-    def _rows(self)->list:
-        "(step, what) pairs, from the data to production"
-        m, r, t = self.model, self.run or {}, self.training_set or {}
-        rows = []
-        if self.features: rows.append(('feature definitions', ', '.join(f"{f['name']} v{f['version']} ({f['logic_hash'][:8]})" for f in self.features)))
-        if t: rows.append(('training set', f"{t.get('rows', '?'):,} rows, hash {t.get('hash')}" +
-                           (f", {readable_time(t['time_min'])} → {readable_time(t['time_max'])}" if t.get('time_min') else '') +
-                           (f", {t['entities']:,} entities" if t.get('entities') else '') + (f" — {t['source']}" if t.get('source') else '')))
-        if self.pipeline_version: rows.append(('feature pipeline', f"version {self.pipeline_version}"))
-        if getattr(self, 'online', None):
-            o = self.online
-            rows.append(('online features', f"by {o.get('entity_column')}" + (f" from group {o['group']!r}" if o.get('group') else '') +
-                         (f"; {', '.join(f'{g}:{n}' for n, g in o['features'].items())}" if o.get('features') else '')))
-        if r: rows.append(('training run', f"{r['run_id']} '{r.get('name')}' in {r.get('experiment')!r}, {r.get('status')}" +
-                           (f", started {readable_time(r['start'])}" if r.get('start') else '') + '; ' +
-                           ', '.join(f"{k}={v:.4g}" for k, v in [kv for kv in r.get('metrics', {}).items() if kv[0] != 'fit_seconds'][:4])))
-        rows.append(('model version', f"{self.title}, created {readable_time(m['created'])}"))
-        if self.gate: rows.append(('pipeline gate', ('passed' if self.gate.get('passed') else 'FAILED') + ''.join(f"; {clip(x, 160)}" for x in self.gate.get('checks', [])[:3])))
-        s = self.serving
-        rows.append(('serving', (f"alias {', '.join(s['aliases'])}" if s['aliases'] else 'no alias') +
-                     (f"; canary share {s['canary_share']:.0%}" if s.get('canary_share') else '')))
-        if self.rollout:
-            ro = self.rollout
-            rows.append(('rollout', f"{ro.get('status')} at step {ro.get('step')} of {len(ro.get('shares', []))}: canary {ro.get('canary')} "
-                                    f"against champion {ro.get('champion')}" + (f", step started {readable_time(ro['step_started'])}" if ro.get('step_started') else '')))
-        for h in self.history:
-            frm, to = h.get('from_label') or h.get('from_version'), h.get('to_label') or h.get('to_version')
-            rows.append(('alias move', f"{readable_time(h['time'])} {h['alias']}: {frm or 'none'} → {to}" + (f" ({clip(h['reason'], 160)})" if h.get('reason') else '')))
-        for a in self.abtests:
-            rows.append(('A/B test', f"{a['test']}: as {a['variant']!r}, winner {a['winner'] or 'none'}" +
-                         (f", decided {readable_time(a['time'])}" if a.get('time') else '') + f" — {clip(a['reason'], 200)}"))
-        return rows
-    def __repr__(self):
-        return f"Lineage of {self.title}\n" + '\n'.join(f"  {k:<20} {v}" for k, v in self._rows())
-    def _repr_html_(self):
-        rows = ''.join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-                       for k, v in self._rows())
-        return f"<b>Lineage of {html.escape(self.title)}</b> (data → production)<table>{rows}</table>"
 
-# %% ../nbs/25_lineage.ipynb #4d45ad87
+# %% ../nbs/25_lineage.ipynb #5a451428
+@patch
+def _data_rows(self:Lineage)->list:
+    "(step, what) pairs for what the model was made from"
+    r, t = self.run or {}, self.training_set or {}
+    rows = []
+    if self.features: rows.append(('feature definitions', ', '.join(f"{f['name']} v{f['version']} ({f['logic_hash'][:8]})" for f in self.features)))
+    if t: rows.append(('training set', f"{t.get('rows', '?'):,} rows, hash {t.get('hash')}" +
+                       (f", {readable_time(t['time_min'])} → {readable_time(t['time_max'])}" if t.get('time_min') else '') +
+                       (f", {t['entities']:,} entities" if t.get('entities') else '') + (f" — {t['source']}" if t.get('source') else '')))
+    if self.pipeline_version: rows.append(('feature pipeline', f"version {self.pipeline_version}"))
+    if getattr(self, 'online', None):
+        o = self.online
+        rows.append(('online features', f"by {o.get('entity_column')}" + (f" from group {o['group']!r}" if o.get('group') else '') +
+                     (f"; {', '.join(f'{g}:{n}' for n, g in o['features'].items())}" if o.get('features') else '')))
+    if r: rows.append(('training run', f"{r['run_id']} '{r.get('name')}' in {r.get('experiment')!r}, {r.get('status')}" +
+                       (f", started {readable_time(r['start'])}" if r.get('start') else '') + '; ' +
+                       ', '.join(f"{k}={v:.4g}" for k, v in [kv for kv in r.get('metrics', {}).items() if kv[0] != 'fit_seconds'][:4])))
+    return rows
+
+# %% ../nbs/25_lineage.ipynb #04ca8c4a
+@patch
+def _release_rows(self:Lineage)->list:
+    "(step, what) pairs for the model version and what happened to it"
+    m, s = self.model, self.serving
+    rows = [('model version', f"{self.title}, created {readable_time(m['created'])}")]
+    if self.gate: rows.append(('pipeline gate', ('passed' if self.gate.get('passed') else 'FAILED') + ''.join(f"; {clip(x, 160)}" for x in self.gate.get('checks', [])[:3])))
+    rows.append(('serving', (f"alias {', '.join(s['aliases'])}" if s['aliases'] else 'no alias') +
+                 (f"; canary share {s['canary_share']:.0%}" if s.get('canary_share') else '')))
+    if self.rollout:
+        ro = self.rollout
+        rows.append(('rollout', f"{ro.get('status')} at step {ro.get('step')} of {len(ro.get('shares', []))}: canary {ro.get('canary')} "
+                                f"against champion {ro.get('champion')}" + (f", step started {readable_time(ro['step_started'])}" if ro.get('step_started') else '')))
+    for h in self.history:
+        frm, to = h.get('from_label') or h.get('from_version'), h.get('to_label') or h.get('to_version')
+        rows.append(('alias move', f"{readable_time(h['time'])} {h['alias']}: {frm or 'none'} → {to}" + (f" ({clip(h['reason'], 160)})" if h.get('reason') else '')))
+    for a in self.abtests:
+        rows.append(('A/B test', f"{a['test']}: as {a['variant']!r}, winner {a['winner'] or 'none'}" +
+                     (f", decided {readable_time(a['time'])}" if a.get('time') else '') + f" — {clip(a['reason'], 200)}"))
+    return rows
+
+# %% ../nbs/25_lineage.ipynb #fe571aad
+@patch
+def _rows(self:Lineage)->list:
+    "(step, what) pairs, from the data to production"
+    return self._data_rows() + self._release_rows()
+
+@patch
+def __repr__(self:Lineage):
+    return f"Lineage of {self.title}\n" + '\n'.join(f"  {k:<20} {v}" for k, v in self._rows())
+
+# %% ../nbs/25_lineage.ipynb #8fa5ce93
+@patch
+def _repr_html_(self:Lineage):
+    rows = ''.join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                   for k, v in self._rows())
+    return f"<b>Lineage of {html.escape(self.title)}</b> (data → production)<table>{rows}</table>"
+
+# %% ../nbs/25_lineage.ipynb #ff08555c
 def _registry_of(model_name:str):
     "The workspace's `ModelRegistry` of an *existing* model: never creates one, a clear error listing the models there are"
     from mlflow.exceptions import MlflowException
@@ -189,6 +230,7 @@ def _registry_of(model_name:str):
         raise ValueError(f"Model {model_name!r} not found; the registered models are {known}") from None
     return ModelRegistry(name=model_name, tracker=tracker)
 
+# %% ../nbs/25_lineage.ipynb #bbc019d5
 def _run_info(c, run_id:str)->dict:
     "A training run as lineage shows it; a deleted run says so (MLflow keeps its last status: FINISHED)"
     from mlflow.exceptions import MlflowException
@@ -200,6 +242,7 @@ def _run_info(c, run_id:str)->dict:
                 start=datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).isoformat(),
                 params=r.data.params, metrics=r.data.metrics), r.data.tags
 
+# %% ../nbs/25_lineage.ipynb #976536f0
 def model_lineage(model_name:str, # The registered model
             version='champion', # An alias, a version label or a version number
             *, registry=None, # A `ModelRegistry` (for another store); the workspace's by default

@@ -12,6 +12,8 @@ import contextlib, logging
 from IPython.core.magic import Magics, magics_class, line_magic, cell_magic
 from IPython.core.magic_arguments import magic_arguments, argument, parse_argstring
 from IPython.display import HTML
+from IPython.core import magic as _magic
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['quiet_libraries', 'run_cell_once', 'track_summary', 'MlopsMagics', 'backend_health', 'load_ipython_extension',
@@ -80,100 +82,140 @@ def track_summary(tracker, # The `ExperimentTracker` the run is in
             f"{logged or 'no params or metrics named'}; the cell as cell.py. See it: %runs {tracker.experiment_name} "
             f"or {tracker.ui_command()}")
 
-# %% ../nbs/80_magics.ipynb #b616f210
+# %% ../nbs/80_magics.ipynb #d327bdfa
+def _names(s:str)->list:
+    "The names in a comma-separated list"
+    return [x.strip() for x in s.split(',') if x.strip()]
+
+# %% ../nbs/80_magics.ipynb #62d8fae1
+def _named_values(ns:dict, # The user's namespace
+                  params:list, # Names of the variables to log as params
+                  metrics:list, # Names of the variables to log as metrics
+                 )->tuple: # `(params, metrics)` as dicts
+    "The values of the named variables; a one-line `NameError` naming those the cell did not define"
+    missing = [n for n in params + metrics if n not in ns]
+    if missing:
+        raise _one_line(NameError(f"%%track: the cell defined no variable {', '.join(map(repr, missing))} to log"))
+    return {n: ns[n] for n in params}, {n: ns[n] for n in metrics}
+
+# %% ../nbs/80_magics.ipynb #ccbbe3f7
+def _add_magics_to(cls):
+    "A decorator that moves the magics IPython's `@line_magic`/`@cell_magic` just recorded into `cls.magics`"
+    def deco(f):
+        for kind in ('line', 'cell'): cls.magics[kind].update(_magic.magics[kind]); _magic.magics[kind].clear()
+        return f
+    return deco
+
+# %% ../nbs/80_magics.ipynb #30492ff2
 @magics_class
 class MlopsMagics(Magics):
     "mlops_nb's magics: %%track, %runs, %abtest, %drift, %features, %mlops"
 
-    @cell_magic
-    @magic_arguments()
-    @argument('experiment', nargs='?', default=None, help='MLflow experiment (the configured one by default)')
-    @argument('--run-name', '-n', default=None, help="the run's name")
-    @argument('--params', '-p', default='', help='comma-separated variables to log as params after the cell ran')
-    @argument('--metrics', '-m', default='', help='comma-separated variables to log as metrics after the cell ran')
-    def track(self, line, cell):
-        "Run the cell inside an MLflow run: the source as an artifact, named variables as params and metrics; one line says what was logged"
-        args = parse_argstring(self.track, line)
-        names = lambda s: [x.strip() for x in s.split(',') if x.strip()]
-        import mlflow    # noqa: F401  (it sets its loggers' levels when imported: import it before quieting them)
-        from mlops_nb.tracking import ExperimentTracker
-        with quiet_libraries():
-            tracker = ExperimentTracker(experiment_name=args.experiment)
-        run = None
-        try:
-            with tracker.run(args.run_name) as run:
-                self.shell.user_ns['_run'] = run
-                with quiet_libraries(): tracker.client.log_text(run.info.run_id, cell, 'cell.py')
-                run_cell_once(self.shell, cell)
-                ns = self.shell.user_ns
-                missing = [n for n in names(args.params) + names(args.metrics) if n not in ns]
-                if missing:
-                    raise _one_line(NameError(f"%%track: the cell defined no variable {', '.join(map(repr, missing))} to log"))
-                params, metrics = {n: ns[n] for n in names(args.params)}, {n: ns[n] for n in names(args.metrics)}
-                with quiet_libraries():
-                    if params: tracker.log_params(params)
-                    if metrics: tracker.log_metrics(metrics)
-        except BaseException as e:
-            if run is not None:
-                _add_line(e, f"%%track: run {run.info.run_name!r} ({run.info.run_id}) in experiment "
-                             f"{tracker.experiment_name!r} was marked "
-                             f"{'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'}")
-            raise
-        print(track_summary(tracker, run, params, metrics))
-        return None
+# %% ../nbs/80_magics.ipynb #b14d058d
+@patch
+@_add_magics_to(MlopsMagics)
+@cell_magic
+@magic_arguments()
+@argument('experiment', nargs='?', default=None, help='MLflow experiment (the configured one by default)')
+@argument('--run-name', '-n', default=None, help="the run's name")
+@argument('--params', '-p', default='', help='comma-separated variables to log as params after the cell ran')
+@argument('--metrics', '-m', default='', help='comma-separated variables to log as metrics after the cell ran')
+def track(self:MlopsMagics,
+    line:str, # The arguments: `[experiment] [-n RUN_NAME] [-p NAMES] [-m NAMES]`
+    cell:str, # The cell's source, run inside the run
+):
+    "Run the cell inside an MLflow run: the source as an artifact, named variables as params and metrics; one line says what was logged"
+    args = parse_argstring(self.track, line)
+    import mlflow    # noqa: F401  (it sets its loggers' levels when imported: import it before quieting them)
+    from mlops_nb.tracking import ExperimentTracker
+    with quiet_libraries():
+        tracker = ExperimentTracker(experiment_name=args.experiment)
+    run = None
+    try:
+        with tracker.run(args.run_name) as run:
+            self.shell.user_ns['_run'] = run
+            with quiet_libraries(): tracker.client.log_text(run.info.run_id, cell, 'cell.py')
+            run_cell_once(self.shell, cell)
+            params, metrics = _named_values(self.shell.user_ns, _names(args.params), _names(args.metrics))
+            with quiet_libraries():
+                if params: tracker.log_params(params)
+                if metrics: tracker.log_metrics(metrics)
+    except BaseException as e:
+        if run is not None:
+            _add_line(e, f"%%track: run {run.info.run_name!r} ({run.info.run_id}) in experiment "
+                         f"{tracker.experiment_name!r} was marked "
+                         f"{'KILLED' if isinstance(e, KeyboardInterrupt) else 'FAILED'}")
+        raise
+    print(track_summary(tracker, run, params, metrics))
+    return None
 
-    @line_magic
-    @magic_arguments()
-    @argument('experiment', nargs='?', default=None, help='MLflow experiment (the configured one by default)')
-    def runs(self, line):
-        "Show the runs browser for an experiment"
-        args = parse_argstring(self.runs, line)
-        from mlops_nb.widgets.runs import RunsBrowser
-        return RunsBrowser(args.experiment)
+# %% ../nbs/80_magics.ipynb #85d172b1
+@patch
+@_add_magics_to(MlopsMagics)
+@line_magic
+@magic_arguments()
+@argument('experiment', nargs='?', default=None, help='MLflow experiment (the configured one by default)')
+def runs(self:MlopsMagics,
+    line:str, # The arguments: `[experiment]`
+):
+    "Show the runs browser for an experiment"
+    args = parse_argstring(self.runs, line)
+    from mlops_nb.widgets.runs import RunsBrowser
+    return RunsBrowser(args.experiment)
 
-    @line_magic
-    @magic_arguments()
-    @argument('name', help='name of an A/B test saved with ABTest.save()')
-    def abtest(self, line):
-        "Show the A/B analysis view of a saved experiment"
-        args = parse_argstring(self.abtest, line)
-        from mlops_nb.abtest import ABTest
-        from mlops_nb.widgets.abtest import ABTestView
-        return ABTestView(ABTest.load(args.name))
+# %% ../nbs/80_magics.ipynb #2b0708f8
+@patch
+@_add_magics_to(MlopsMagics)
+@line_magic
+@magic_arguments()
+@argument('name', help='name of an A/B test saved with ABTest.save()')
+def abtest(self:MlopsMagics,
+    line:str, # The arguments: the name of a saved A/B test
+):
+    "Show the A/B analysis view of a saved experiment"
+    args = parse_argstring(self.abtest, line)
+    from mlops_nb.abtest import ABTest
+    from mlops_nb.widgets.abtest import ABTestView
+    return ABTestView(ABTest.load(args.name))
 
-    @line_magic
-    @magic_arguments()
-    @argument('reference', help='variable holding the reference DataFrame (or a saved profile path)')
-    @argument('current', help='variable holding the current DataFrame')
-    def drift(self, line):
-        "Show the drift report of `current` against `reference`"
-        args = parse_argstring(self.drift, line)
-        from mlops_nb.monitoring.drift import DataDriftDetector, ReferenceProfile
-        ns = self.shell.user_ns
-        for n in (args.reference, args.current):
-            if n not in ns and n != args.reference: raise NameError(f"%drift: no variable {n!r}")
-        ref = ns[args.reference] if args.reference in ns else ReferenceProfile.load(args.reference)
-        return DataDriftDetector(ref).report(ns[args.current])
+# %% ../nbs/80_magics.ipynb #c66bfdaa
+@patch
+@_add_magics_to(MlopsMagics)
+@line_magic
+@magic_arguments()
+@argument('reference', help='variable holding the reference DataFrame (or a saved profile path)')
+@argument('current', help='variable holding the current DataFrame')
+def drift(self:MlopsMagics,
+    line:str, # The arguments: `reference current`
+):
+    "Show the drift report of `current` against `reference`"
+    args = parse_argstring(self.drift, line)
+    from mlops_nb.monitoring.drift import DataDriftDetector, ReferenceProfile
+    ns = self.shell.user_ns
+    for n in (args.reference, args.current):
+        if n not in ns and n != args.reference: raise NameError(f"%drift: no variable {n!r}")
+    ref = ns[args.reference] if args.reference in ns else ReferenceProfile.load(args.reference)
+    return DataDriftDetector(ref).report(ns[args.current])
 
-    @line_magic
-    def features(self, line):
-        "Show the feature explorer of the workspace's feature store"
-        from mlops_nb.widgets.features import FeatureExplorer
-        return FeatureExplorer()
+# %% ../nbs/80_magics.ipynb #242ecc60
+@patch
+@_add_magics_to(MlopsMagics)
+@line_magic
+def features(self:MlopsMagics,
+    line:str, # Ignored: the magic takes no arguments
+):
+    "Show the feature explorer of the workspace's feature store"
+    from mlops_nb.widgets.features import FeatureExplorer
+    return FeatureExplorer()
 
-    @line_magic
-    def mlops(self, line):
-        "The workspace, the backends in use and whether each answers"
-        from mlops_nb.config import get_settings
-        return HTML(_health_html(get_settings()))
-
-# %% ../nbs/80_magics.ipynb #45859724
+# %% ../nbs/80_magics.ipynb #89586a25
 def _check(fn)->str:
     import time
     t0 = time.perf_counter()
     try: fn(); return f'✔ ok ({(time.perf_counter() - t0)*1000:.0f} ms)'
     except Exception as e: return f'✘ {type(e).__name__}: {str(e).splitlines()[0][:200]}'
 
+# %% ../nbs/80_magics.ipynb #45859724
 def backend_health(settings, # `Settings`, e.g. `get_settings()`
                   )->dict:
     "Setting -> '✔ ok (n ms)' or '✘ error' for the tracking store, the Optuna storage and the online store"
@@ -205,6 +247,17 @@ def _health_html(s)->str:
     rows = [(k, v, s.sources[k], h.get(k, '')) for k,v in s.as_dict().items()]
     return '<b>mlops_nb workspace</b>' + html_table(rows, ('setting', 'value', 'from', 'health'))
 
+# %% ../nbs/80_magics.ipynb #6a169cf7
+@patch
+@_add_magics_to(MlopsMagics)
+@line_magic
+def mlops(self:MlopsMagics,
+    line:str, # Ignored: the magic takes no arguments
+):
+    "The workspace, the backends in use and whether each answers"
+    from mlops_nb.config import get_settings
+    return HTML(_health_html(get_settings()))
+
 # %% ../nbs/80_magics.ipynb #ca5e6d0e
 def load_ipython_extension(
     ip, # The IPython shell
@@ -212,6 +265,7 @@ def load_ipython_extension(
     "Called by `%load_ext mlops_nb` (or `mlops_nb.magics`)"
     ip.register_magics(MlopsMagics)
 
+# %% ../nbs/80_magics.ipynb #7db2e109
 def unload_ipython_extension(
     ip, # The IPython shell
 ):

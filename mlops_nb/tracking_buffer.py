@@ -68,19 +68,10 @@ class MetricBuffer:
         self.write = MetricWriter(client)   # called as write(run_id, metrics)
         _register(self)
 
-# %% ../nbs/01b_tracking_buffer.ipynb #cb28958e
-@patch
-def add(self:MetricBuffer,
-    item:tuple, # `(run_id, key, value, timestamp_ms, step)`, already checked
-):
-    "Queue one metric value"
-    self.pending.append(item)
-    if self.thread is None: self._start()
-    if len(self.pending) >= self.batch_size and not self.wake.is_set(): self.wake.set()
-
 # %% ../nbs/01b_tracking_buffer.ipynb #710d82f0
 @patch
 def _start(self:MetricBuffer):
+    "Start the writer thread (a daemon: it never keeps the process alive)"
     self.thread = threading.Thread(target=self._loop, name='mlops_nb-metrics', daemon=True)
     self.thread.start()
 
@@ -92,6 +83,16 @@ def _loop(self:MetricBuffer):
         self.wake.wait(self.interval); self.wake.clear()
         try: self.drain()
         except Exception as e: self.error = e
+
+# %% ../nbs/01b_tracking_buffer.ipynb #cb28958e
+@patch
+def add(self:MetricBuffer,
+    item:tuple, # `(run_id, key, value, timestamp_ms, step)`, already checked
+):
+    "Queue one metric value"
+    self.pending.append(item)
+    if self.thread is None: self._start()
+    if len(self.pending) >= self.batch_size and not self.wake.is_set(): self.wake.set()
 
 # %% ../nbs/01b_tracking_buffer.ipynb #317c1233
 @patch

@@ -2,8 +2,9 @@
 
 This is the bottom floor of experiment tracking (`mlops_nb.tracking` builds the runs API on it). It does two jobs
 that talk to the store below MLflow's client. `prepare_store` makes sure a tracking URI can be used before anything
-is logged: a new SQLite store is created with its artifact root in the workspace, a server must answer its health
-check in seconds, a database must accept a connection, and each failure names the store with its password hidden.
+is logged (and `get_or_create_experiment` finds the experiment to log to): a new SQLite store is created with its
+artifact root in the workspace, a server must answer its health check in seconds, a database must accept a
+connection, and each failure names the store with its password hidden.
 `MetricWriter` writes batches of metric values: straight into the `metrics` and `latest_metrics` tables of a SQLite
 or PostgreSQL store whose schema revision is one it was tested against (several times cheaper than `log_batch`),
 and through `MlflowClient.log_batch` for anything else, so an MLflow upgrade can make it slower, never corrupt a store."""
@@ -18,7 +19,8 @@ from fastcore.basics import patch
 from .config import get_settings, ensure_dir, sqlite_path, redact, split_credentials, url_scheme
 
 # %% auto #0
-__all__ = ['TESTED_SCHEMAS', 'TrackingStoreError', 'prepare_store', 'mlflow_uri', 'read_schema', 'schema_problem', 'MetricWriter']
+__all__ = ['TESTED_SCHEMAS', 'TrackingStoreError', 'prepare_store', 'mlflow_uri', 'get_or_create_experiment', 'read_schema',
+           'schema_problem', 'MetricWriter']
 
 # %% ../nbs/01a_tracking_store.ipynb #9e161d56
 class TrackingStoreError(ConnectionError):
@@ -110,6 +112,26 @@ def mlflow_uri(uri:str, # A tracking or registry URI, maybe `http(s)://user:pass
     if user is not None: os.environ['MLFLOW_TRACKING_USERNAME'] = user
     if pw is not None: os.environ['MLFLOW_TRACKING_PASSWORD'] = pw
     return bare
+
+# %% ../nbs/01a_tracking_store.ipynb #aaf9a624
+def get_or_create_experiment(client, # An `mlflow.MlflowClient`
+                             name:str, # The experiment's name
+                             artifact_root:Path|None=None, # Folder for new experiments' artifacts; None: the store's
+                            )->str: # The experiment's id
+    "The id of experiment `name`: found, restored if it was deleted, or created"
+    from mlflow.exceptions import MlflowException
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        loc = None
+        if artifact_root is not None:
+            slug = re.sub(r'[^\w.-]+', '_', name).strip('_') or 'experiment'
+            loc = (artifact_root/slug).as_uri()
+        try: return client.create_experiment(name, artifact_location=loc)
+        except MlflowException:   # created meanwhile by another process
+            exp = client.get_experiment_by_name(name)
+            if exp is None: raise
+    if exp.lifecycle_stage == 'deleted': client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
 
 # %% ../nbs/01a_tracking_store.ipynb #cffd741e
 TESTED_SCHEMAS = {'dc11669786a5': 'MLflow 3.17.2'}

@@ -15,6 +15,7 @@ died (kill -9, a lost machine) is marked failed on resume; a PostgreSQL URL lets
 # %% ../nbs/02_tuning.ipynb #a691fe05
 from __future__ import annotations
 import time, warnings
+from fastcore.basics import patch
 from .config import get_settings, ensure_dir, sqlite_path, redact
 
 # %% auto #0
@@ -38,7 +39,7 @@ def default_space(
     return {'n_estimators': I(50, 500), 'max_depth': I(2, 10), 'learning_rate': F(0.001, 0.3, log=True),
             'subsample': F(0.5, 1.0), 'max_features': F(0.5, 1.0), 'min_samples_leaf': I(1, 10)}
 
-# %% ../nbs/02_tuning.ipynb #f543c42a
+# %% ../nbs/02_tuning.ipynb #1be217ee
 class HyperparameterOptimizer:
     "Search a model's hyperparameters with Optuna, each study an MLflow parent run and each trial a child run"
     def __init__(self,
@@ -53,10 +54,11 @@ class HyperparameterOptimizer:
         storage:str|None=None, # Optuna storage URL; the workspace's by default
         experiment_name:str|None=None, # MLflow experiment; the study name by default
         tracker=None, # An `ExperimentTracker`; made from the settings by default
-        sampler=None, pruner=None, # Optuna's TPE and median pruner by default
+        sampler=None, # An Optuna sampler; TPE (seeded with `seed`) by default
+        pruner=None, # An Optuna pruner; the median pruner by default
         n_stages:int=5, # Intermediate reports per trial, for pruning (boosting models grow in this many steps)
         seed:int|None=None, # Sampler seed
-        show_progress_bar:bool=True,
+        show_progress_bar:bool=True, # Show Optuna's progress bar while trials run
         heartbeat_interval:int=60, # Seconds between a running trial's heartbeats (SQLite/PostgreSQL storages)
         grace_period:int|None=None, # A RUNNING trial without a heartbeat for this long is stale: marked failed on resume; 2 x interval by default
     ):
@@ -71,11 +73,14 @@ class HyperparameterOptimizer:
     def __repr__(self):
         return f"HyperparameterOptimizer({self.study_name!r}, n_trials={self.n_trials}, storage={redact(self.storage)!r})"
 
-# %% ../nbs/02_tuning.ipynb #0a42ea2a
-_LOWER_IS_BETTER = {'rmse', 'mae', 'log_loss', 'mse'}
+# %% ../nbs/02_tuning.ipynb #b4c7a75a
+class SearchChangedError(ValueError):
+    "A study resumed with another metric or search space than its trials were run with"
 
-from fastcore.basics import patch
+# %% ../nbs/02_tuning.ipynb #7cbe1d57
+_LOWER_IS_BETTER = {'rmse', 'mae', 'log_loss', 'mse'}  # metrics where a lower value is better
 
+# %% ../nbs/02_tuning.ipynb #5f6b5118
 @patch
 def _setup(self:HyperparameterOptimizer, y_train):
     "Resolve the model, the space, the metric and the direction from the data"
@@ -105,6 +110,15 @@ def _score(self:HyperparameterOptimizer, model, X_val, y_val, task)->float:
         raise ValueError(f"the validation {self.metric} is NaN ({len(y_val)} validation rows): the metric is undefined for "
                          f"this validation set or the model predicts NaN")
     return m[self.metric]
+
+# %% ../nbs/02_tuning.ipynb #ed0e7b57
+@patch
+def _check_trial_space(self:HyperparameterOptimizer, trial):
+    "For a space given as a function: a param of this trial drawn from another distribution than the study's trials"
+    for k, d in trial.distributions.items():
+        if k in getattr(self, '_known_space', {}) and self._known_space[k] != d:
+            raise SearchChangedError(f"study {self.study_name!r} has trials with {k} from {self._known_space[k]}, this one "
+                                     f"draws it from {d}; use the study's space to continue it, or another study_name to start a new one")
 
 # %% ../nbs/02_tuning.ipynb #88d872d9
 @patch
@@ -149,12 +163,10 @@ def _retry(fn, tries:int=5, wait:float=1.0):
             if i == tries - 1: raise
             time.sleep(wait*(i + 1))
 
-# %% ../nbs/02_tuning.ipynb #a1a0f284
+# %% ../nbs/02_tuning.ipynb #149d7158
 def _is_rdb(url:str)->bool: return '://' in url and not url.startswith(('redis', 'unix', 'journal'))
 
-class SearchChangedError(ValueError):
-    "A study resumed with another metric or search space than its trials were run with"
-
+# %% ../nbs/02_tuning.ipynb #b405eb06
 @patch
 def _storage(self:HyperparameterOptimizer):
     "The Optuna storage: for a database URL, an `RDBStorage` whose running trials send heartbeats"
@@ -166,7 +178,7 @@ def _storage(self:HyperparameterOptimizer):
                                           grace_period=self.grace_period,
                                           heartbeat_stale_trial_callback=self._log_stale)
 
-# %% ../nbs/02_tuning.ipynb #3fbebaa6
+# %% ../nbs/02_tuning.ipynb #4c582b41
 @patch
 def _check_resume(self:HyperparameterOptimizer):
     "Refuse to continue a study whose trials were run with another metric or search space"
@@ -189,16 +201,32 @@ def _check_resume(self:HyperparameterOptimizer):
                                          f"or another study_name to start a new one")
     if old is None: self.study.set_user_attr('metric', self.metric)
 
-# %% ../nbs/02_tuning.ipynb #6fe9aafd
+# %% ../nbs/02_tuning.ipynb #150e2a85
 @patch
-def _check_trial_space(self:HyperparameterOptimizer, trial):
-    "For a space given as a function: a param of this trial drawn from another distribution than the study's trials"
-    for k, d in trial.distributions.items():
-        if k in getattr(self, '_known_space', {}) and self._known_space[k] != d:
-            raise SearchChangedError(f"study {self.study_name!r} has trials with {k} from {self._known_space[k]}, this one "
-                                     f"draws it from {d}; use the study's space to continue it, or another study_name to start a new one")
+def _new_parent_run(self:HyperparameterOptimizer):
+    "The study's MLflow parent run, made by the process that created the study; its id kept on the study"
+    run = self.tracker.client.create_run(self.tracker.experiment_id, run_name=self.study_name,
+              tags={'mlops_nb.kind': 'study', 'optuna.study_name': self.study_name,
+                    'optuna.storage': redact(self.storage)})
+    self.tracker.log_params({'n_trials': self.n_trials, 'metric': self.metric, 'direction': self.direction,
+                             'model': type(self.model).__name__}, run_id=run.info.run_id)
+    self.study.set_user_attr('mlflow_parent_run_id', run.info.run_id)
 
-# %% ../nbs/02_tuning.ipynb #cec28fcc
+# %% ../nbs/02_tuning.ipynb #b03edfe1
+@patch
+def _load_study(self:HyperparameterOptimizer, storage, sampler, pruner):
+    "Load the existing study; wait for its parent run id; refuse another direction, metric or space"
+    import optuna
+    self.study = optuna.load_study(study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner)
+    if self.study.direction.name.lower() != self.direction:
+        raise ValueError(f"study {self.study_name!r} exists with direction {self.study.direction.name.lower()}, "
+                         f"not {self.direction}; use another study_name") from None
+    for _ in range(100):   # the creating process writes the parent run id right after creating the study
+        if 'mlflow_parent_run_id' in self.study.user_attrs: break
+        time.sleep(0.1)
+    self._check_resume()
+
+# %% ../nbs/02_tuning.ipynb #3e96520e
 @patch
 def _open_study(self:HyperparameterOptimizer):
     "Create or load the study; create or find its MLflow parent run"
@@ -214,22 +242,10 @@ def _open_study(self:HyperparameterOptimizer):
         self.study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
                                          sampler=sampler, pruner=pruner)
         self.study.set_user_attr('metric', self.metric)
-        run = self.tracker.client.create_run(self.tracker.experiment_id, run_name=self.study_name,
-                  tags={'mlops_nb.kind': 'study', 'optuna.study_name': self.study_name,
-                        'optuna.storage': redact(self.storage)})
-        self.tracker.log_params({'n_trials': self.n_trials, 'metric': self.metric, 'direction': self.direction,
-                                 'model': type(self.model).__name__}, run_id=run.info.run_id)
-        self.study.set_user_attr('mlflow_parent_run_id', run.info.run_id)
+        self._new_parent_run()
         self._known_space = {}
     except DuplicatedStudyError:
-        self.study = optuna.load_study(study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner)
-        if self.study.direction.name.lower() != self.direction:
-            raise ValueError(f"study {self.study_name!r} exists with direction {self.study.direction.name.lower()}, "
-                             f"not {self.direction}; use another study_name") from None
-        for _ in range(100):   # the creating process writes the parent run id right after creating the study
-            if 'mlflow_parent_run_id' in self.study.user_attrs: break
-            time.sleep(0.1)
-        self._check_resume()
+        self._load_study(storage, sampler, pruner)
     self.parent_run_id = self.study.user_attrs.get('mlflow_parent_run_id')
     if self.parent_run_id: self.tracker.client.update_run(self.parent_run_id, status='RUNNING')
     return self.study
@@ -242,12 +258,13 @@ def _log_trial(self:HyperparameterOptimizer, study, frozen):
         self._ran.append(frozen)
         self._writes.append(self._writer.submit(self._write_trial, frozen))
 
-# %% ../nbs/02_tuning.ipynb #1fef0488
+# %% ../nbs/02_tuning.ipynb #d2ca3773
 @patch
 def _log_stale(self:HyperparameterOptimizer, study, frozen):
     "Optuna's callback for a trial it found stale (no heartbeat) and marked FAIL: its child run says why"
     self._stale.add(frozen.number); self._log_trial(study, frozen)
 
+# %% ../nbs/02_tuning.ipynb #7ab4d403
 @patch
 def _write_trial(self:HyperparameterOptimizer, frozen):
     "One child run for the finished, pruned or failed trial"
@@ -269,65 +286,17 @@ def _write_trial(self:HyperparameterOptimizer, frozen):
     c.set_terminated(run.info.run_id, status,
                      end_time=int(frozen.datetime_complete.timestamp()*1000) if frozen.datetime_complete else None)
 
-# %% ../nbs/02_tuning.ipynb #9ba69dba
-@patch
-def optimize(self:HyperparameterOptimizer,
-    X_train, # Training features
-    y_train, # Training target
-    X_val, # Validation features
-    y_val, # Validation target
-    *, n_trials:int|None=None, # Trials to run; the optimizer's by default
-)->tuple:
-    "Run the search; returns `(best_params, best_value)` (the seed's call)"
-    import optuna
-    from concurrent.futures import ThreadPoolExecutor
-    self._setup(y_train)
-    self._writer, self._writes, self._ran, self._stale = None, [], [], set()
-    study = self._open_study()
-    self._writer = ThreadPoolExecutor(1, thread_name_prefix='mlops_nb-trials')
-    status, errors = 'FINISHED', []
-    def run(t):
-        try: return self.objective(t, X_train, y_train, X_val, y_val)
-        except optuna.TrialPruned: raise
-        except SearchChangedError as e: errors.append(e); study.stop(); raise
-        except Exception as e: errors.append(e); raise
-    try:
-        with warnings.catch_warnings():          # trials of a dead process: FAIL, with a child run (the callback)
-            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        done = len([t for t in study.trials if t.state.is_finished()])
-        todo = n_trials if n_trials is not None else max(0, self.n_trials - done)
-        if todo:
-            study.optimize(run, n_trials=todo, timeout=self.timeout, callbacks=[self._log_trial], catch=(Exception,),
-                           show_progress_bar=self.show_progress_bar)
-    except KeyboardInterrupt:
-        status = 'KILLED'
-        warnings.warn(f"search interrupted: {len(study.trials)} trials kept in study {self.study_name!r}; call "
-                      f"optimize() again to continue")
-    finally:
-        self._writer.shutdown(wait=True); self._writer = None
-        for f in self._writes:
-            if f.exception(): warnings.warn(f"a trial's MLflow run could not be written: {f.exception()!r}")
-        ran = [t for t in self._ran if t.number not in self._stale]     # this call's trials, not the stale ones
-        if ran and not any(t.state.name == 'COMPLETE' for t in study.trials): status = 'FAILED'
-        self._log_study(status)
-    changed = [e for e in errors if isinstance(e, SearchChangedError)]
-    if changed: raise changed[0]
-    if status == 'FAILED':
-        e = errors[-1] if errors else None
-        raise RuntimeError(f"the search failed: all {len(ran)} trials of {self.study_name!r} failed, none has a value; "
-                           + (f"the last error: {type(e).__name__}: {e}" if e else "see the trials' states")) from e
-    return self.best_params, self.best_value
-
-# %% ../nbs/02_tuning.ipynb #9bfce7e8
+# %% ../nbs/02_tuning.ipynb #7499a489
 @patch(as_prop=True)
 def best_params(self:HyperparameterOptimizer)->dict:
     "Params of the best finished trial ({} before any)"
     try: return dict(self.study.best_params)
     except (ValueError, AttributeError): return {}
 
+# %% ../nbs/02_tuning.ipynb #d137138f
 @patch(as_prop=True)
 def best_value(self:HyperparameterOptimizer):
+    "Value of the best finished trial (None before any)"
     try: return self.study.best_value
     except (ValueError, AttributeError): return None
 
@@ -375,3 +344,78 @@ def _log_study(self:HyperparameterOptimizer, status:str):
     c.log_figure(rid, history_figure(self.study, self.metric), 'study/optimization_history.png')
     c.set_tag(rid, 'best_params', str(self.best_params)[:5000])
     c.set_terminated(rid, status)
+
+# %% ../nbs/02_tuning.ipynb #2c88f712
+@patch
+def _trial_fn(self:HyperparameterOptimizer, study, errors:list, X_train, y_train, X_val, y_val):
+    "The function Optuna calls per trial; it keeps each trial's error in `errors` and stops on a changed search"
+    import optuna
+    def run(t):
+        try: return self.objective(t, X_train, y_train, X_val, y_val)
+        except optuna.TrialPruned: raise
+        except SearchChangedError as e: errors.append(e); study.stop(); raise
+        except Exception as e: errors.append(e); raise
+    return run
+
+# %% ../nbs/02_tuning.ipynb #5efa4b1b
+@patch
+def _search(self:HyperparameterOptimizer, study, fn, n_trials:int|None):
+    "Fail the trials of dead processes, then run trials until the study has enough (or `n_trials` more)"
+    import optuna
+    with warnings.catch_warnings():          # trials of a dead process: FAIL, with a child run (the callback)
+        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    done = len([t for t in study.trials if t.state.is_finished()])
+    todo = n_trials if n_trials is not None else max(0, self.n_trials - done)
+    if todo:
+        study.optimize(fn, n_trials=todo, timeout=self.timeout, callbacks=[self._log_trial], catch=(Exception,),
+                       show_progress_bar=self.show_progress_bar)
+
+# %% ../nbs/02_tuning.ipynb #b1a133a9
+@patch
+def _finish(self:HyperparameterOptimizer, study, status:str)->tuple:
+    "Wait for the child runs, then close the parent run (FAILED when no trial has a value); `(status, ran)`"
+    self._writer.shutdown(wait=True); self._writer = None
+    for f in self._writes:
+        if f.exception(): warnings.warn(f"a trial's MLflow run could not be written: {f.exception()!r}")
+    ran = [t for t in self._ran if t.number not in self._stale]     # this call's trials, not the stale ones
+    if ran and not any(t.state.name == 'COMPLETE' for t in study.trials): status = 'FAILED'
+    self._log_study(status)
+    return status, ran
+
+# %% ../nbs/02_tuning.ipynb #b596a44c
+@patch
+def _raise_failure(self:HyperparameterOptimizer, errors:list, status:str, ran:list):
+    "Raise a changed search's error, or the failure of a search whose trials all failed"
+    changed = [e for e in errors if isinstance(e, SearchChangedError)]
+    if changed: raise changed[0]
+    if status == 'FAILED':
+        e = errors[-1] if errors else None
+        raise RuntimeError(f"the search failed: all {len(ran)} trials of {self.study_name!r} failed, none has a value; "
+                           + (f"the last error: {type(e).__name__}: {e}" if e else "see the trials' states")) from e
+
+# %% ../nbs/02_tuning.ipynb #e850f9c0
+@patch
+def optimize(self:HyperparameterOptimizer,
+    X_train, # Training features
+    y_train, # Training target
+    X_val, # Validation features
+    y_val, # Validation target
+    *, n_trials:int|None=None, # Trials to run; the optimizer's by default
+)->tuple:
+    "Run the search; returns `(best_params, best_value)` (the seed's call)"
+    from concurrent.futures import ThreadPoolExecutor
+    self._setup(y_train)
+    self._writer, self._writes, self._ran, self._stale = None, [], [], set()
+    study = self._open_study()
+    self._writer = ThreadPoolExecutor(1, thread_name_prefix='mlops_nb-trials')
+    status, errors = 'FINISHED', []
+    run = self._trial_fn(study, errors, X_train, y_train, X_val, y_val)
+    try: self._search(study, run, n_trials)
+    except KeyboardInterrupt:
+        status = 'KILLED'
+        warnings.warn(f"search interrupted: {len(study.trials)} trials kept in study {self.study_name!r}; call "
+                      f"optimize() again to continue")
+    finally: status, ran = self._finish(study, status)
+    self._raise_failure(errors, status, ran)
+    return self.best_params, self.best_value

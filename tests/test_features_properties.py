@@ -1,12 +1,12 @@
 """Property tests of the offline feature store (hypothesis, bounded): whatever frame a user writes is either refused with
 a clear error, leaving the store as it was, or read back exactly (under the documented normalisation of entity ids and
-event times); point-in-time answers, on every join path (packed keys persisted or rebuilt, merge_asof, out of core in DuckDB), equal a
-brute-force reference."""
+event times); point-in-time answers, on every join path (packed keys persisted or rebuilt, keys by time rank where the µs key would not
+fit in 62 bits, merge_asof, out of core in DuckDB), equal a brute-force reference."""
 import math, os, shutil, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
 from mlops_nb.features.offline import OfflineFeatureStore, OutOfCoreJoin, normalize_entity_ids
 
 SETTINGS = settings(max_examples=int(os.environ.get('MLOPS_NB_HYPOTHESIS_EXAMPLES', 50)),   # bounded for CI; more locally
@@ -128,14 +128,30 @@ def test_point_in_time_answers_equal_a_brute_force_reference(case):
     with fresh_store() as store: check_pit(store, *case)
 
 
-def check_pit(store, writes, queries, ttl):
+MILLENNIUM = 1000 * 365 * 86400     # seconds: 30 of them in µs need 60 bits, so (entity, time) does not fit in 62
+
+
+@settings(SETTINGS, max_examples=max(10, SETTINGS.max_examples // 2))
+@given(case=pit_case())
+def test_point_in_time_answers_on_keys_by_time_rank_equal_the_reference(case):
+    writes, queries, _ = case                                              # (a TTL of millennia is no TTL a user sets)
+    assume(queries)                                                        # (an empty frame: the test above)
+    with fresh_store() as store: check_pit(store, writes, queries, None, unit=MILLENNIUM)
+
+
+def check_pit(store, writes, queries, ttl, unit=1):
+    "Write `writes` (entity, time, value) and ask `queries` (entity, time) on every join path; times count `unit` seconds"
+    def at(ss):             # seconds from T0 in `unit`s (None: no time) -> datetime64[us, UTC] (pandas 3.1 wraps a *list*
+        us = [np.datetime64('NaT') if s is None else np.datetime64(T0.tz_localize(None), 'us') + np.timedelta64(s * unit, 's')
+              for s in ss]  # of Timestamps past 2262 around silently, so the column is built from numpy's µs)
+        return pd.Series(np.array(us, dtype='datetime64[us]')).dt.tz_localize('UTC')
     rows = []                                                              # (entity, second, value) in write order
     for w in writes:
-        store.write('g', pd.DataFrame({'entity_id': [e for e, _, _ in w], 'event_timestamp': [T0 + pd.Timedelta(seconds=s) for _, s, _ in w],
+        store.write('g', pd.DataFrame({'entity_id': [e for e, _, _ in w], 'event_timestamp': at([s for _, s, _ in w]),
                                        'x': [v for _, _, v in w]}))
         rows += w
     q = pd.DataFrame({'entity_id': pd.Series([e for e, _ in queries], dtype=object),
-                      'event_timestamp': pd.Series([None if s is None else T0 + pd.Timedelta(seconds=s) for _, s in queries], dtype=object)})
+                      'event_timestamp': at([s for _, s in queries]).astype(object) if unit == 1 else at([s for _, s in queries])})
 
     def brute(e, s):
         if e is None or s is None: return np.nan
@@ -150,7 +166,7 @@ def check_pit(store, writes, queries, ttl):
         OfflineFeatureStore._packed = packed
         try: got = store.get_historical_features(q, ['g:x'], ttl=None if ttl is None else f'{ttl}s')
         finally: OfflineFeatureStore._packed = True
-        assert len(got) == len(q)
+        assert len(got) == len(q) and store.last_engines == {'g': 'memory' if packed else 'merge_asof'}
         np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
     from mlops_nb.features import offline
     d = store.storage_path / 'g'

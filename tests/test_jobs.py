@@ -101,8 +101,8 @@ def test_scheduler_process_runs_a_due_job(workspace, tmp_path):
     assert out.returncode == 0, out.stderr
     listed = _cli('schedule', 'list', home=workspace.home, cwd=tmp_path)
     assert 'tick' in listed.stdout and "{'n': 7}" in listed.stdout
-    from mlops_nb.jobs import _job_store, job_history
-    with _job_store() as (store, _):                                                    # make it due now
+    from mlops_nb.jobs import job_store, job_history
+    with job_store() as (store, _):                                                    # make it due now
         job = store.lookup_job('tick'); job._modify(next_run_time=datetime.now(timezone.utc)); store.update_job(job)
     env = {**os.environ, 'MLOPS_NB_HOME': str(workspace.home)}
     proc = subprocess.Popen([str(BIN / 'mlops-nb'), 'schedule', 'run'], env=env, cwd=tmp_path,

@@ -91,7 +91,7 @@ def test_two_processes_register_the_same_label(store):
         err = next(x[3] for x in res if x[1] == r and x[2] == 'ValueError')
         assert f"Version label 'v{4 + r}' is already used in model 'race'" in err
         labelled = [str(v.version) for v in reg._all() if (v.tags or {}).get('mlops_nb.label') == f'v{4 + r}']
-        assert len(labelled) == 1 and reg._number(f'v{4 + r}') == labelled[0]
+        assert len(labelled) == 1 and reg.version_number(f'v{4 + r}', aliases=False) == labelled[0]
     assert len(reg._all()) == 3 + ROUNDS                                    # no orphan versions
     assert not [m.name for m in reg.client.search_registered_models() if 'lock' in m.name]   # no lock left behind
 

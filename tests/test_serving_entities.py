@@ -213,7 +213,7 @@ def test_skew_offline_training_input_equals_the_online_serving_input(world, serv
     "For the same entities at the same time: point-in-time training set -> pipeline == online store -> the server's input -> pipeline"
     backend, url = served
     from mlops_nb.config import configure
-    from mlops_nb.models.serving import ModelServer, _entity_input, PipelineRows
+    from mlops_nb.models.serving import ModelServer, entity_input, PipelineRows
     ids = [f'a{i}' for i in range(40)]
     t = world['acct'].event_timestamp.max() + pd.Timedelta('1h')        # the online store holds what was latest at t
     with configure(reset=True, home=world['home']):
@@ -224,7 +224,7 @@ def test_skew_offline_training_input_equals_the_online_serving_input(world, serv
     assert r['errors'] == [None] * len(ids)
     fep = m.fep
     want = fep.transform(offline[COLS])
-    got = _entity_input(m, r['features'])       # what the server hands the estimator: the pipeline's one-row path
+    got = entity_input(m, r['features'])       # what the server hands the estimator: the pipeline's one-row path
     assert isinstance(got, PipelineRows), type(got)
     assert got.shape == want.shape
     np.testing.assert_array_equal(np.asarray(got), want.to_numpy(dtype=float))   # value for value (NaN equals NaN)

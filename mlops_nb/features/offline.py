@@ -10,8 +10,9 @@ key, written next to each Parquet file when the file is written (an append sorts
 writes its merged key once) and read memory-mapped, shared by every store object in the process; it answers each
 entity row with one binary search. So the first join in a fresh process (each papermill job, each kernel) costs
 about what a repeated one does: 200k entity rows x 1M feature rows, 8x faster than DuckDB's `ASOF LEFT JOIN` on the
-same Parquet files, with identical results (`bench/bench_features.py --cold-only`). `merge_asof` remains the
-fallback for a file whose key would not fit in 62 bits.
+same Parquet files, with identical results (`bench/bench_features.py --cold-only`). A file whose key would not fit
+in 62 bits (hundreds of thousands of entities over months of microseconds) is keyed by time *rank* instead;
+`merge_asof` remains as the reference the tests compare with.
 
 Bad input loses nothing: a write is checked whole before a byte is stored, and refused with an error naming the
 column — a row without an entity id or event time (and how many), a feature of another kind than the group stores
@@ -43,8 +44,13 @@ __all__ = ['GROUP_NAME', 'FeatureStore', 'entity_id_error', 'normalize_entity_id
 # %% ../../nbs/11_features.offline.ipynb #17f621c8
 class FeatureStore:
     "The seed's interface of a feature store (methods are added per store, cell by cell, so no `ABC` here)"
-    def get_features(self, entity_ids:list, feature_names:list)->pd.DataFrame: raise NotImplementedError
-    def write_features(self, entity_id:str, features:dict): raise NotImplementedError
+    def get_features(self, entity_ids:list, # The entities, one output row each, in this order
+                     feature_names:list, # The features to read
+                    )->pd.DataFrame: # One row per entity: `entity_id` and the features
+        raise NotImplementedError
+    def write_features(self, entity_id:str, # The entity
+                       features:dict, # feature name -> value
+                      ): raise NotImplementedError
 
 # %% ../../nbs/11_features.offline.ipynb #f0de39d2
 def entity_id_error(v, # A value that is not an entity id
@@ -183,29 +189,17 @@ class OfflineFeatureStore(FeatureStore):
 
     def __repr__(self): return f"OfflineFeatureStore({str(self.storage_path)!r}, groups={self.groups()})"
 
-    def groups(self)->list:
-        "Names of the feature groups"
-        if not self.storage_path.exists(): return []
-        return sorted(p.name for p in self.storage_path.iterdir() if (p/'_group.json').exists())
+    def _remove_leftovers(self)->int:
+        "Remove the temp files of writers that were killed half-way (never those of a live writer, nor a folder named like one)"
+        if not self.storage_path.exists(): return 0
+        return sum(remove_if_abandoned(p) for pat in ('*/*.tmp', '*/.*.new') for p in self.storage_path.glob(pat) if p.is_file())
 
-# %% ../../nbs/11_features.offline.ipynb #137d5a36
+# %% ../../nbs/11_features.offline.ipynb #4ff76a0b
 @patch
-def _remove_leftovers(self:OfflineFeatureStore)->int:
-    "Remove the temp files of writers that were killed half-way (never those of a live writer, nor a folder named like one)"
-    if not self.storage_path.exists(): return 0
-    return sum(remove_if_abandoned(p) for pat in ('*/*.tmp', '*/.*.new') for p in self.storage_path.glob(pat) if p.is_file())
-
-# %% ../../nbs/11_features.offline.ipynb #a29ba645
-@patch
-def flush(self:OfflineFeatureStore):
-    "Write the rows buffered by `write_features`"
-    with self._lock: rows, self._buffer = self._buffer, []
-    by = {}
-    for g, r in rows: by.setdefault(g, []).append(r)
-    for g, rs in by.items():
-        try: self.write(g, pd.DataFrame(rs))
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"{len(rs)} rows buffered by write_features for group {g!r} were not written: {e}") from None
+def groups(self:OfflineFeatureStore)->list:
+    "Names of the feature groups"
+    if not self.storage_path.exists(): return []
+    return sorted(p.name for p in self.storage_path.iterdir() if (p/'_group.json').exists())
 
 # %% ../../nbs/11_features.offline.ipynb #504f0f8a
 @patch
@@ -247,10 +241,11 @@ def _family(s:pd.Series)->str|None:
     types = sorted({type(v).__name__ for v in s.dropna().tolist()})
     raise TypeError(f"column {s.name!r} mixes values of types {types}: a feature column holds one kind of value (numbers, strings, booleans or timestamps)")
 
-# %% ../../nbs/11_features.offline.ipynb #2975195d
+# %% ../../nbs/11_features.offline.ipynb #c723989a
 def _schema_of(df:pd.DataFrame, feats:list)->dict:
     return {f: dict(dtype=str(df[f].dtype), family=_family(df[f])) for f in feats}
 
+# %% ../../nbs/11_features.offline.ipynb #dd9b35ae
 @patch
 def stored_schema(self:OfflineFeatureStore, group:str, # A feature group of this store
                   meta:dict|None=None, # Its `group_info`, if the caller has it already
@@ -272,32 +267,20 @@ def _check_columns(df:pd.DataFrame):
     dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup: raise ValueError(f"the frame has the column(s) {dup} more than once")
 
-# %% ../../nbs/11_features.offline.ipynb #7ed4a41f
-@patch
-def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|None, entity_col:str, timestamp_col:str):
-    "The frame to store (entity ids normalised, timestamps in UTC µs, columns in the group's order), its features and schema; errors name the problem"
-    if meta: entity_col, timestamp_col = meta['entity_col'], meta['timestamp_col']
-    elif not (isinstance(entity_col, str) and isinstance(timestamp_col, str)) or entity_col == timestamp_col:
-        raise ValueError(f"entity_col and timestamp_col must be two different column names, not {entity_col!r} and {timestamp_col!r}")
-    _check_columns(df)
-    for c in (entity_col, timestamp_col):
-        if c not in df.columns: raise ValueError(f"the frame has no column {c!r} (columns: {list(df.columns)})")
-    ents = normalize_entity_ids(df[entity_col])
-    if n := int(ents.isna().sum()): raise ValueError(f"column {entity_col!r} is missing in {n} of {len(df)} rows: every row needs an entity id; drop or fill those rows")
-    ts = df[timestamp_col]
+# %% ../../nbs/11_features.offline.ipynb #e9925067
+def _utc_times(ts:pd.Series)->pd.Series:
+    "Event times as UTC µs (naive times are UTC); a `ValueError` naming the column for what is not a time or out of range"
     if not pd.api.types.is_datetime64_any_dtype(ts):
         try: ts = pd.to_datetime(ts, utc=True)
-        except (ValueError, TypeError, OverflowError): raise ValueError(f"column {timestamp_col!r} must hold timestamps") from None
+        except (ValueError, TypeError, OverflowError): raise ValueError(f"column {ts.name!r} must hold timestamps") from None
     elif ts.dt.tz is None: ts = ts.dt.tz_localize('UTC')
-    try: ts = ts.dt.tz_convert('UTC').astype('datetime64[us, UTC]')
-    except (ValueError, OverflowError): raise ValueError(f"column {timestamp_col!r} holds timestamps out of range") from None
-    if n := int(ts.isna().sum()): raise ValueError(f"column {timestamp_col!r} is missing in {n} of {len(df)} rows: every row needs an event time; drop or fill those rows")
-    feats = [c for c in df.columns if c not in (entity_col, timestamp_col)]
-    if meta and sorted(feats) != sorted(meta['features']):
-        raise ValueError(f"group {group!r} has features {meta['features']}; this frame has {feats}")
-    if meta: feats = meta['features']
-    base = df.reset_index(drop=True)
-    out = pd.DataFrame({entity_col: ents.reset_index(drop=True), timestamp_col: ts.reset_index(drop=True), **{f: base[f] for f in feats}})
+    try: return ts.dt.tz_convert('UTC').astype('datetime64[us, UTC]')
+    except (ValueError, OverflowError): raise ValueError(f"column {ts.name!r} holds timestamps out of range") from None
+
+# %% ../../nbs/11_features.offline.ipynb #11e2136e
+@patch
+def _check_kinds(self:OfflineFeatureStore, group:str, out:pd.DataFrame, feats:list, meta:dict|None)->dict:
+    "The schema of `out`'s features, checked against what `group` stores (strings take its string dtype); a new group's features need values"
     sent = _schema_of(out, feats)
     if meta:
         stored = self.stored_schema(group, meta)
@@ -311,6 +294,29 @@ def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|Non
     else:
         if empty := [f for f in feats if sent[f]['family'] is None]:
             raise ValueError(f"column(s) {empty} have no values, so the new group {group!r} can't know their type: give them a dtype (e.g. df[{empty[0]!r}].astype('float64'))")
+    return sent
+
+# %% ../../nbs/11_features.offline.ipynb #f0b496af
+@patch
+def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|None, entity_col:str, timestamp_col:str):
+    "The frame to store (entity ids normalised, timestamps in UTC µs, columns in the group's order), its features and schema; errors name the problem"
+    if meta: entity_col, timestamp_col = meta['entity_col'], meta['timestamp_col']
+    elif not (isinstance(entity_col, str) and isinstance(timestamp_col, str)) or entity_col == timestamp_col:
+        raise ValueError(f"entity_col and timestamp_col must be two different column names, not {entity_col!r} and {timestamp_col!r}")
+    _check_columns(df)
+    for c in (entity_col, timestamp_col):
+        if c not in df.columns: raise ValueError(f"the frame has no column {c!r} (columns: {list(df.columns)})")
+    ents = normalize_entity_ids(df[entity_col])
+    if n := int(ents.isna().sum()): raise ValueError(f"column {entity_col!r} is missing in {n} of {len(df)} rows: every row needs an entity id; drop or fill those rows")
+    ts = _utc_times(df[timestamp_col])
+    if n := int(ts.isna().sum()): raise ValueError(f"column {timestamp_col!r} is missing in {n} of {len(df)} rows: every row needs an event time; drop or fill those rows")
+    feats = [c for c in df.columns if c not in (entity_col, timestamp_col)]
+    if meta and sorted(feats) != sorted(meta['features']):
+        raise ValueError(f"group {group!r} has features {meta['features']}; this frame has {feats}")
+    if meta: feats = meta['features']
+    base = df.reset_index(drop=True)
+    out = pd.DataFrame({entity_col: ents.reset_index(drop=True), timestamp_col: ts.reset_index(drop=True), **{f: base[f] for f in feats}})
+    sent = self._check_kinds(group, out, feats, meta)
     return out, feats, sent, entity_col, timestamp_col
 
 # %% ../../nbs/11_features.offline.ipynb #d4329f18
@@ -319,9 +325,23 @@ def key_file_path(f:Path, # A data file of a group, `part-….parquet`
     "The key file of data file `f`: `part-….parquet` -> `key-part-….arrow`"
     return f.with_name('key-' + f.name[:-len('.parquet')] + '.arrow')
 
+# %% ../../nbs/11_features.offline.ipynb #bb7ebaf3
+def _pack_times(tt:np.ndarray, code_bits:int, ranked:bool)->tuple|None:
+    "The time part of the join key for µs times `tt`: (values, tmin, bits, distinct times or None); None if it doesn't fit"
+    tmin = int(tt.min()) if len(tt) else 0
+    tb = max(1, int(tt.max() - tmin).bit_length()) if len(tt) else 1
+    if tb + code_bits <= 62: return tt - tmin, tmin, tb, None
+    if not ranked: return None
+    times, rank = np.unique(tt, return_inverse=True)   # each time by its rank among the file's distinct times
+    tb = max(1, (len(times) - 1).bit_length())
+    return (rank.astype(np.int64), 0, tb, times) if tb + code_bits <= 62 else None
+
+
 # %% ../../nbs/11_features.offline.ipynb #4325fb2f
-def _key_table(t, meta:dict, group:str):
-    "The rows of Arrow table `t` sorted by (entity, time) under one packed int64 key `__key`, with the entity dictionary as `__ent`; None if the key needs over 62 bits"
+def _key_table(t, meta:dict, group:str, ranked:bool=True):
+    """The rows of Arrow table `t` sorted by (entity, time) under one packed int64 key `__key`, with the entity dictionary
+    as `__ent`; if that key needs over 62 bits, a key of time ranks `__rkey` (distinct times in `__times`), or None
+    without `ranked`"""
     import pyarrow as pa, pyarrow.compute as pc
     ec, tc = meta['entity_col'], meta['timestamp_col']
     e, ts = t.column(ec), t.column(tc)
@@ -332,15 +352,19 @@ def _key_table(t, meta:dict, group:str):
     tt = pc.cast(ts, pa.timestamp('us', tz='UTC'), safe=False).cast(pa.int64()).to_numpy()
     enc = pc.dictionary_encode(pc.cast(e, pa.string())).combine_chunks()
     codes, uniq = enc.indices.to_numpy().astype(np.int64), enc.dictionary
-    tmin = int(tt.min()) if len(tt) else 0; tb = max(1, int(tt.max() - tmin).bit_length()) if len(tt) else 1; cb = max(1, len(uniq).bit_length())
-    if tb + cb > 62: return None
-    k = (codes << tb) | (tt - tmin)
+    if (packed := _pack_times(tt, max(1, len(uniq).bit_length()), ranked)) is None: return None
+    tv, tmin, tb, times = packed
+    k = (codes << tb) | tv
     order = np.argsort(k, kind='stable')              # equal (entity, time): write order kept, so a search lands on the last written
     feats = [f for f in meta['features'] if f in t.column_names]
     out = t.select(feats).take(pa.array(order)).combine_chunks()
     out = out.add_column(0, '__ent', pa.DictionaryArray.from_arrays(pa.array(codes[order].astype(np.int32)), uniq))
-    out = out.add_column(0, '__key', pa.array(k[order]))
-    info = json.dumps(dict(tmin=tmin, tb=tb, dropped=int(dropped), group=group)).encode()
+    out = out.add_column(0, '__key' if times is None else '__rkey', pa.array(k[order]))
+    info = dict(tmin=tmin, tb=tb, dropped=int(dropped), group=group)
+    if times is not None:          # the distinct times, padded to the table's length (a column of the same length)
+        out = out.append_column('__times', pa.array(np.concatenate([times, np.full(len(k) - len(times), times[-1])])))
+        info.update(ranked=True, n_times=len(times))
+    info = json.dumps(info).encode()
     return out.replace_schema_metadata({**(t.schema.metadata or {}), b'mlops_nb.key': info})
 
 # %% ../../nbs/11_features.offline.ipynb #f8f1aab8
@@ -383,7 +407,18 @@ def _write_file(t, d:Path, name:str)->Path:
         fh.flush(); os.replace(tmp, f)
     return f
 
-# %% ../../nbs/11_features.offline.ipynb #81f6fdee
+# %% ../../nbs/11_features.offline.ipynb #b28b9bc1
+def _create_group_file(d:Path, new:dict)->dict:
+    "Create group folder `d`'s `_group.json` as `new`, atomically (a hard link that fails if it exists); the metadata that won"
+    ensure_dir(d)
+    tmp = d/f'_group.json.{uuid.uuid4().hex[:8]}.tmp'
+    with locked_temp_file(tmp) as fh:
+        fh.write(json.dumps(new).encode()); fh.flush()
+        try: os.link(tmp, d/'_group.json'); return new           # created: atomic, and only if nobody else did first
+        except FileExistsError: pass
+    return json.loads((d/'_group.json').read_text())
+
+# %% ../../nbs/11_features.offline.ipynb #f3ff8635
 @patch
 def write(self:OfflineFeatureStore, group:str, # The feature group; created by its first write
           df:pd.DataFrame, # Entity, timestamp and feature columns
@@ -398,15 +433,8 @@ def write(self:OfflineFeatureStore, group:str, # The feature group; created by i
     out, feats, sent, entity_col, timestamp_col = self._prepare(group, df, meta, entity_col, timestamp_col)
     t = _to_table(out)                                   # everything that can fail on the values fails before anything is written
     if not meta:
-        ensure_dir(d)
         new = dict(entity_col=entity_col, timestamp_col=timestamp_col, features=feats, schema=sent)
-        tmp = d/f'_group.json.{uuid.uuid4().hex[:8]}.tmp'
-        with locked_temp_file(tmp) as fh:
-            fh.write(json.dumps(new).encode()); fh.flush()
-            try: os.link(tmp, d/'_group.json'); meta = new           # created: atomic, and only if nobody else did first
-            except FileExistsError: pass
-        if meta is not new:                                # another writer created the group first: its schema rules
-            meta = json.loads((d/'_group.json').read_text())
+        if (meta := _create_group_file(d, new)) is not new:     # another writer created the group first: its schema rules
             out, feats, sent, entity_col, timestamp_col = self._prepare(group, df, meta, entity_col, timestamp_col)
             t = _to_table(out)
     if not len(out): return None
@@ -417,6 +445,18 @@ def write(self:OfflineFeatureStore, group:str, # The feature group; created by i
         try: self.compact(group, small_only=True, wait=False)
         except OSError as e: warnings.warn(f"appended to {group!r}, but compacting its files failed: {e}", stacklevel=2)   # the append stands
     return f
+
+# %% ../../nbs/11_features.offline.ipynb #a29ba645
+@patch
+def flush(self:OfflineFeatureStore):
+    "Write the rows buffered by `write_features`"
+    with self._lock: rows, self._buffer = self._buffer, []
+    by = {}
+    for g, r in rows: by.setdefault(g, []).append(r)
+    for g, rs in by.items():
+        try: self.write(g, pd.DataFrame(rs))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{len(rs)} rows buffered by write_features for group {g!r} were not written: {e}") from None
 
 # %% ../../nbs/11_features.offline.ipynb #e31755bc
 @patch
@@ -476,9 +516,20 @@ def write_features(self:OfflineFeatureStore, entity_id:str, # The entity (by `no
     with self._lock: self._buffer.append((group or self.default_group, row))
     if len(self._buffer) >= self.buffer_rows: self.flush()
 
-# %% ../../nbs/11_features.offline.ipynb #2a51d9e1
+# %% ../../nbs/11_features.offline.ipynb #2d32bab0
+def _runs_to_merge(files:list, small_bytes:int|None)->list:
+    "Runs of neighbouring files (2 or more, in write order) to merge: all the files, or the runs of files under `small_bytes` between bigger ones"
+    runs, run = [], []
+    for f in files:
+        if small_bytes is None or f.stat().st_size < small_bytes: run.append(f)
+        else: runs.append(run); run = []
+    runs.append(run)
+    return [r for r in runs if len(r) > 1]
+
+# %% ../../nbs/11_features.offline.ipynb #2b5507a6
 @patch
-def compact(self:OfflineFeatureStore, group:str, *, small_only:bool=False, # Merge only files under `small_file_bytes`
+def compact(self:OfflineFeatureStore, group:str, # A feature group of this store
+            *, small_only:bool=False, # Merge only files under `small_file_bytes`
             wait:bool=True, # Wait for a compaction running elsewhere; False: skip if one is running
            )->int:
     "Merge the group's files (each run of neighbours, so write order is kept) into one file per run; returns how many files were replaced"
@@ -492,13 +543,8 @@ def compact(self:OfflineFeatureStore, group:str, *, small_only:bool=False, # Mer
         for f in self.live_files(group, replaced=True): f.unlink(missing_ok=True); key_file_path(f).unlink(missing_ok=True)   # replaced by a compaction stopped before it removed them
         _remove_orphan_keys(d)
         files = self.live_files(group)
-        runs, run = [], []
-        for f in files:
-            if not small_only or f.stat().st_size < self.small_file_bytes: run.append(f)
-            else: runs.append(run); run = []
-        runs.append(run)
         n = 0
-        for run in [r for r in runs if len(r) > 1]:
+        for run in _runs_to_merge(files, self.small_file_bytes if small_only else None):
             df = pd.concat([pd.read_parquet(f) for f in run], ignore_index=True)
             t = _to_table(df, {b'mlops_nb.covers': json.dumps([f.name for f in run]).encode()})
             name = '-'.join(run[-1].stem.split('-')[:3]) + f'-c{time.time_ns()}.parquet'   # sorts where its last file did
@@ -604,8 +650,11 @@ def _segment(kt)->dict:
     "A key table as the join uses it: the sorted keys as numpy (no copy), the entity dictionary, the feature columns"
     import pyarrow as pa
     info = json.loads(kt.schema.metadata[b'mlops_nb.key'])
-    keys = kt.column('__key').chunk(0).to_numpy(zero_copy_only=True) if kt.num_rows else np.zeros(0, np.int64)
-    return dict(keys=keys, tmin=info['tmin'], tb=info['tb'], dropped=info['dropped'], tbl=kt.drop_columns(['__key', '__ent']),
+    col = '__rkey' if info.get('ranked') else '__key'
+    keys = kt.column(col).chunk(0).to_numpy(zero_copy_only=True) if kt.num_rows else np.zeros(0, np.int64)
+    times = kt.column('__times').to_numpy()[:info['n_times']] if info.get('ranked') else None
+    return dict(keys=keys, tmin=info['tmin'], tb=info['tb'], dropped=info['dropped'], times=times,
+                tbl=kt.drop_columns([c for c in ('__key', '__rkey', '__ent', '__times') if c in kt.column_names]),
                 uniq=kt.column('__ent').chunk(0).dictionary if kt.column('__ent').num_chunks else pa.array([], pa.string()))
 
 # %% ../../nbs/11_features.offline.ipynb #c08ca9ef
@@ -628,7 +677,7 @@ def _forget_keys(d:Path, live:set):
         for k in [k for k in _keys if os.path.dirname(k) == str(d) and k not in live]: del _keys[k]
 
 # %% ../../nbs/11_features.offline.ipynb #db5c13ec
-_NOFIT = {}          # data file (path, inode) -> True: its key would need over 62 bits (nothing is persisted for it)
+_NOFIT = {}          # data file (path, inode) -> True: even its key of time ranks would need over 62 bits
 
 @patch
 def _file_segment(self:OfflineFeatureStore, group:str, f:Path, meta:dict)->dict|None:
@@ -662,10 +711,12 @@ def _pit_index(self:OfflineFeatureStore, group:str, feats:list|None=None)->list|
 def _search(seg:dict, ea, ts:np.ndarray, tol:int|None)->tuple:
     "For each entity row: (matched?, time found, position) in one segment, by one binary search per row in its sorted keys"
     import pyarrow.compute as pc
-    keys, tb, tmin = seg['keys'], seg['tb'], seg['tmin']
+    keys, tb, tmin, times = seg['keys'], seg['tb'], seg['tmin'], seg.get('times')
     lc = pc.fill_null(pc.index_in(ea, value_set=seg['uniq']), -1).to_numpy().astype(np.int64)
     lc[ts == _NAT] = -1                                    # a row without a time gets no value
-    rel = ts - tmin
+    if times is None: rel = ts - tmin                      # µs since the segment's first time
+    else:                                                  # the rank of the latest distinct time at or before (-1: none)
+        o = np.argsort(ts); rel = np.empty_like(ts); rel[o] = np.searchsorted(times, ts[o], side='right') - 1
     lk = (lc << tb) | np.clip(rel, 0, (1 << tb) - 1)
     # work in the needles' sorted order: numpy's binary search narrows as it goes, and the reads go forward through the map
     srt = np.argsort(lk)
@@ -673,13 +724,19 @@ def _search(seg:dict, ea, ts:np.ndarray, tol:int|None)->tuple:
     p = np.maximum(pos, 0)
     found = keys[p] if len(keys) else np.zeros(len(p), np.int64)
     ok = (lc[srt] >= 0) & (rel[srt] >= 0) & (pos >= 0) & ((found >> tb) == lc[srt])
-    tf = (found & ((1 << tb) - 1)) + tmin
+    tf = (found & ((1 << tb) - 1)) + tmin if times is None else times[found & ((1 << tb) - 1)]
     if tol is not None: ok &= (ts[srt] - tf) <= tol
     okr, tfr, pr = np.empty_like(ok), np.empty_like(tf), np.empty_like(p)
     okr[srt], tfr[srt], pr[srt] = ok, tf, p
     return okr, tfr, pr
 
-# %% ../../nbs/11_features.offline.ipynb #b0f33efd
+# %% ../../nbs/11_features.offline.ipynb #6f592cd2
+def _where_found(col:pd.Series, ok:np.ndarray):
+    "Column `col` of a join's values with missing values where no row was found (`ok` False): NaN for floats, pandas' missing value otherwise"
+    if col.dtype.kind == 'f': return np.where(ok, col.to_numpy(), np.nan)
+    return col if ok.all() else col.where(ok)
+
+# %% ../../nbs/11_features.offline.ipynb #92dd91d9
 def _gather(segs:list, feats:list, ents, ts:np.ndarray, tol:int|None)->dict:
     "Feature values per entity row from the segments: the latest match wins, equal times the later file (as written)"
     import pyarrow as pa
@@ -698,12 +755,7 @@ def _gather(segs:list, feats:list, ents, ts:np.ndarray, tol:int|None)->dict:
         df = pd.concat([s['tbl'].select(feats).take(pa.array(best_p[r])).to_pandas() for s, r in zip(segs, rows)], ignore_index=True)
         inv = np.empty(n, np.int64); inv[np.concatenate(rows)] = np.arange(n)
         df = df.take(inv).reset_index(drop=True)
-    out = {}
-    for f in feats:
-        col = df[f]
-        if col.dtype.kind == 'f': out[f] = np.where(ok, col.to_numpy(), np.nan)
-        else: out[f] = col if ok.all() else col.where(ok)
-    return out
+    return {f: _where_found(df[f], ok) for f in feats}
 
 # %% ../../nbs/11_features.offline.ipynb #366b492b
 @patch
@@ -711,7 +763,8 @@ def get_historical_features(self:OfflineFeatureStore,
     entity_df:pd.DataFrame, # One row per (entity, time) to get features for; other columns (labels) are kept
     features:list, # Feature names, `feature` or `group:feature` (one name alone is a list of one)
     ttl=None, # Only values at most this old: a timedelta or '30d'
-    *, entity_col:str='entity_id', timestamp_col:str='event_timestamp',
+    *, entity_col:str='entity_id', # The entity column of `entity_df`
+    timestamp_col:str='event_timestamp', # Its time column
 )->pd.DataFrame:
     "Features as they were at each row's timestamp: never from the future, every row kept, in order"
     ttl = parse_ttl(ttl)
@@ -758,23 +811,28 @@ def _join_memory(self:OfflineFeatureStore, group:str, feats:list, entity_rows:in
             except FileNotFoundError: pass
     return join_memory(entity_rows, len(feats), unkeyed, len(self.group_info(group)['features']))
 
-# %% ../../nbs/11_features.offline.ipynb #4fce0db9
+# %% ../../nbs/11_features.offline.ipynb #36f64680
+def _asof_sql(meta:dict, feats:list, files:list)->str:
+    "DuckDB SQL joining entity rows `l` (`_row`, `_e`, `_t`) to the group's `files`: per row the last stored row at or before it (equal times: the last written)"
+    q = lambda n: '"' + n.replace('"', '""') + '"'
+    s = lambda v: "'" + str(v).replace("'", "''") + "'"
+    sel = ', '.join(f'{q(f)} AS "_f{i}"' for i, f in enumerate(feats))
+    parts = ' UNION ALL '.join(f"SELECT CAST({q(meta['entity_col'])} AS VARCHAR) AS _e, epoch_us({q(meta['timestamp_col'])}) AS _t, {sel}, {i} AS _file, file_row_number "
+                               f"FROM read_parquet({s(f)}, file_row_number=true)" for i, f in enumerate(files))
+    return (f"WITH r AS ({parts}), f AS (SELECT * FROM r WHERE _e IS NOT NULL AND _t IS NOT NULL "
+            f"QUALIFY row_number() OVER (PARTITION BY _e, _t ORDER BY _file DESC, file_row_number DESC) = 1) "     # equal (entity, time): the last written
+            f"SELECT f._t AS _ft, {', '.join(f'f._f{i}' for i in range(len(feats)))} FROM l ASOF LEFT JOIN f ON l._e = f._e AND l._t >= f._t ORDER BY l._row")
+
+# %% ../../nbs/11_features.offline.ipynb #59b1f228
 @patch
 def _duckdb_join(self:OfflineFeatureStore, out:pd.DataFrame, ents:pd.Series, ts:np.ndarray, tol:int|None, g:str, feats:list):
     "The join out of core: DuckDB's ASOF LEFT JOIN on the group's live files, spilling to disk within the budget; the same answers and types"
     import duckdb, tempfile, pyarrow as pa
     meta = self.group_info(g)
-    q = lambda n: '"' + n.replace('"', '""') + '"'
-    s = lambda v: "'" + str(v).replace("'", "''") + "'"
     left = pa.table({'_row': np.arange(len(ts)), '_e': pa.array(ents, type=pa.string()), '_t': pa.array(ts, mask=ts == _NAT)})
-    sel = ', '.join(f'{q(f)} AS "_f{i}"' for i, f in enumerate(feats))
     def run(files):
         if not files: return None
-        parts = ' UNION ALL '.join(f"SELECT CAST({q(meta['entity_col'])} AS VARCHAR) AS _e, epoch_us({q(meta['timestamp_col'])}) AS _t, {sel}, {i} AS _file, file_row_number "
-                                   f"FROM read_parquet({s(f)}, file_row_number=true)" for i, f in enumerate(files))
-        sql = (f"WITH r AS ({parts}), f AS (SELECT * FROM r WHERE _e IS NOT NULL AND _t IS NOT NULL "
-               f"QUALIFY row_number() OVER (PARTITION BY _e, _t ORDER BY _file DESC, file_row_number DESC) = 1) "     # equal (entity, time): the last written
-               f"SELECT f._t AS _ft, {', '.join(f'f._f{i}' for i in range(len(feats)))} FROM l ASOF LEFT JOIN f ON l._e = f._e AND l._t >= f._t ORDER BY l._row")
+        sql = _asof_sql(meta, feats, files)
         with tempfile.TemporaryDirectory(prefix='mlops_nb_join_') as tmp:
             con = duckdb.connect(config={'memory_limit': f"{max(self._budget >> 20, 64)}MB", 'temp_directory': tmp})
             try:
@@ -795,7 +853,4 @@ def _duckdb_join(self:OfflineFeatureStore, out:pd.DataFrame, ents:pd.Series, ts:
         if f in stored.names and pa.types.is_timestamp(res.schema.field(f).type) and pa.types.is_timestamp(stored.field(f).type):
             res = res.set_column(i, f, res.column(f).cast(stored.field(f).type))
     df = res.to_pandas()
-    for f in feats:
-        col = df[f]
-        if col.dtype.kind == 'f': out[f] = np.where(ok, col.to_numpy(), np.nan)
-        else: out[f] = col if ok.all() else col.where(ok)
+    for f in feats: out[f] = _where_found(df[f], ok)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib, json, math
 from pathlib import Path
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -28,25 +29,33 @@ __all__ = ['TRANSFORMS', 'IMPUTE', 'FeatureEngineeringPipeline', 'find_feature_p
 TRANSFORMS = ('standard', 'minmax', 'log', 'label', 'onehot', 'passthrough')
 IMPUTE = ('mean', 'median', 'most_frequent', 'constant')
 
+# %% ../../nbs/10_features.pipeline.ipynb #e590a525
 class FeatureEngineeringPipeline(TransformerMixin, BaseEstimator):
     "Fitted, config-driven feature transforms (a scikit-learn transformer)"
-    def __init__(self, config:dict|None=None): self.config = config
+    def __init__(self,
+        config:dict|None=None, # `{'features': [{'name': ..., 'transform': ..., 'impute': ..., 'unseen': ...}, ...]}`
+    ): self.config = config
 
-    def _specs(self)->list:
-        feats = (self.config or {}).get('features')
-        if not feats: raise ValueError("config needs {'features': [{'name': ..., 'transform': ...}, ...]}")
-        for f in feats:
-            if 'name' not in f: raise ValueError(f"feature spec {f} has no 'name'")
-            t = f.get('transform', 'passthrough')
-            if t not in TRANSFORMS: raise ValueError(f"feature {f['name']!r}: unknown transform {t!r}; use one of {', '.join(TRANSFORMS)}")
-            if f.get('impute') not in (None, *IMPUTE): raise ValueError(f"feature {f['name']!r}: impute must be one of {', '.join(IMPUTE)}")
-            if f.get('unseen', 'ignore') not in ('error', 'ignore'): raise ValueError(f"feature {f['name']!r}: unseen must be 'error' or 'ignore'")
-        return feats
+# %% ../../nbs/10_features.pipeline.ipynb #59017f4e
+@patch
+def _specs(self:FeatureEngineeringPipeline)->list:
+    "The feature specs of the config, checked"
+    feats = (self.config or {}).get('features')
+    if not feats: raise ValueError("config needs {'features': [{'name': ..., 'transform': ...}, ...]}")
+    for f in feats:
+        if 'name' not in f: raise ValueError(f"feature spec {f} has no 'name'")
+        t = f.get('transform', 'passthrough')
+        if t not in TRANSFORMS:
+            raise ValueError(f"feature {f['name']!r}: unknown transform {t!r}; use one of {', '.join(TRANSFORMS)}")
+        if f.get('impute') not in (None, *IMPUTE):
+            raise ValueError(f"feature {f['name']!r}: impute must be one of {', '.join(IMPUTE)}")
+        if f.get('unseen', 'ignore') not in ('error', 'ignore'):
+            raise ValueError(f"feature {f['name']!r}: unseen must be 'error' or 'ignore'")
+    return feats
 
 # %% ../../nbs/10_features.pipeline.ipynb #09c489a9
-from fastcore.basics import patch
-
 def _fill(s:pd.Series, spec:dict):
+    "The value that fills a missing value of feature `spec`, computed from `s` before imputation (None: no policy)"
     how = spec.get('impute')
     if how is None: return None
     if how == 'constant': return spec.get('fill_value', 0)
@@ -56,30 +65,38 @@ def _fill(s:pd.Series, spec:dict):
     if how == 'median': return float(v.astype(float).median())
     m = v.mode().iloc[0]; return m.item() if hasattr(m, 'item') else m
 
+# %% ../../nbs/10_features.pipeline.ipynb #ae3f395b
+def _feature_stats(s:pd.Series, spec:dict)->dict:
+    "The fitted statistics of feature `spec` from its column `s`"
+    t = spec.get('transform', 'passthrough')
+    fill = _fill(s, spec)
+    v = s if fill is None else s.fillna(fill)
+    st = {'transform': t, 'fill': fill, 'unseen': spec.get('unseen', 'ignore')}
+    if t in ('standard', 'minmax', 'log'):
+        x = pd.to_numeric(v, errors='coerce').astype(float)
+        if t == 'log':
+            if (x.dropna() < 0).any(): raise ValueError(f"feature {spec['name']!r}: log needs values >= 0")
+        elif t == 'standard': st.update(mean=float(x.mean()), scale=float(x.std(ddof=0)) or 1.0)
+        else: st.update(min=float(x.min()), range=float(x.max() - x.min()) or 1.0)
+    elif t in ('label', 'onehot'):
+        st['categories'] = sorted(map(str, v.dropna().unique()))
+    return st
+
+# %% ../../nbs/10_features.pipeline.ipynb #9ba8ee89
 @patch
-def fit(self:FeatureEngineeringPipeline, X:pd.DataFrame, y=None):
+def fit(self:FeatureEngineeringPipeline,
+    X:pd.DataFrame, # Training rows: a column per configured feature
+    y=None, # Ignored: scikit-learn's transformer signature
+)->FeatureEngineeringPipeline: # `self`, fitted
     "Learn each feature's statistics"
     specs = self._specs()
     missing = [f['name'] for f in specs if f['name'] not in X.columns]
     if missing: raise ValueError(f"columns {missing} are not in the data (columns: {list(X.columns)})")
-    stats = {}
-    for f in specs:
-        s, t = X[f['name']], f.get('transform', 'passthrough')
-        fill = _fill(s, f)
-        v = s if fill is None else s.fillna(fill)
-        st = {'transform': t, 'fill': fill, 'unseen': f.get('unseen', 'ignore')}
-        if t in ('standard', 'minmax', 'log'):
-            x = pd.to_numeric(v, errors='coerce').astype(float)
-            if t == 'log':
-                if (x.dropna() < 0).any(): raise ValueError(f"feature {f['name']!r}: log needs values >= 0")
-            elif t == 'standard': st.update(mean=float(x.mean()), scale=float(x.std(ddof=0)) or 1.0)
-            else: st.update(min=float(x.min()), range=float(x.max() - x.min()) or 1.0)
-        elif t in ('label', 'onehot'):
-            st['categories'] = sorted(map(str, v.dropna().unique()))
-        stats[f['name']] = st
+    stats = {f['name']: _feature_stats(X[f['name']], f) for f in specs}
     self.stats_ = stats
     self.feature_names_in_ = np.array([f['name'] for f in specs], dtype=object)
-    self.version_ = hashlib.sha256(json.dumps({'config': self.config, 'stats': stats}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    self.version_ = hashlib.sha256(json.dumps({'config': self.config, 'stats': stats}, sort_keys=True,
+                                              default=str).encode()).hexdigest()[:12]
     return self
 
 # %% ../../nbs/10_features.pipeline.ipynb #163a9f16
@@ -91,7 +108,8 @@ def _value(name:str, st:dict, v):
         cats = st['categories']
         if v is not None and not (isinstance(v, float) and math.isnan(v)): v = str(v)
         if v is not None and not (isinstance(v, float) and math.isnan(v)) and v not in cats and st['unseen'] == 'error':
-            raise ValueError(f"feature {name!r}: unknown category {v!r}, not seen in training (known: {cats[:10]}{'…' if len(cats) > 10 else ''})")
+            raise ValueError(f"feature {name!r}: unknown category {v!r}, not seen in training "
+                             f"(known: {cats[:10]}{'…' if len(cats) > 10 else ''})")
         if t == 'label': return float(cats.index(v)) if v in cats else -1.0
         return [1.0 if v == c else 0.0 for c in cats]
     if t == 'passthrough': return math.nan if v is None else v      # missing is NaN, on a row as in a frame
@@ -100,6 +118,7 @@ def _value(name:str, st:dict, v):
     if t == 'minmax': return (x - st['min'])/st['range']
     return float(np.log1p(x))     # numpy's, as `transform`: math.log1p differs in the last bit for 4% of values
 
+# %% ../../nbs/10_features.pipeline.ipynb #da89cd67
 def _numbers(name:str, s:pd.Series)->np.ndarray:
     "A column as floats (missing: NaN); text that is not a number is an error naming the feature, never a silent NaN"
     try: return pd.to_numeric(s).astype(float).to_numpy()
@@ -107,15 +126,19 @@ def _numbers(name:str, s:pd.Series)->np.ndarray:
         bad = next((v for v in s.dropna().tolist() if not isinstance(v, (int, float, np.number))), None)
         raise ValueError(f"feature {name!r} must hold numbers; it holds {bad!r}") from None
 
+# %% ../../nbs/10_features.pipeline.ipynb #502e6826
 def _numeric_if_numbers(vals:list):
-    "Passthrough values as floats when they are all numbers or missing (a one-row frame with a gap gives the batch's dtype)"
+    "Passthrough values as floats when all are numbers or missing (a one-row frame with a gap: the batch's dtype)"
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals) and \
        all(v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))) for v in vals):
         return np.array([np.nan if v is None else v for v in vals], dtype=float)
     return vals
 
+# %% ../../nbs/10_features.pipeline.ipynb #08995b43
 @patch
-def get_feature_names_out(self:FeatureEngineeringPipeline, input_features=None)->np.ndarray:
+def get_feature_names_out(self:FeatureEngineeringPipeline,
+    input_features=None, # Ignored: the names come from the fitted config (scikit-learn's signature)
+)->np.ndarray:
     "Output column names: one per feature, one per category for one-hot features"
     check_is_fitted(self)
     out = []
@@ -123,8 +146,11 @@ def get_feature_names_out(self:FeatureEngineeringPipeline, input_features=None)-
         out += [f'{n}={c}' for c in st['categories']] if st['transform'] == 'onehot' else [n]
     return np.array(out, dtype=object)
 
+# %% ../../nbs/10_features.pipeline.ipynb #dbe401ad
 @patch
-def transform(self:FeatureEngineeringPipeline, X:pd.DataFrame)->pd.DataFrame:
+def transform(self:FeatureEngineeringPipeline,
+    X:pd.DataFrame, # Rows with a column per fitted feature (other columns are ignored)
+)->pd.DataFrame: # The transformed columns, on `X`'s index
     "Apply the fitted transforms to a DataFrame"
     check_is_fitted(self)
     missing = [n for n in self.stats_ if n not in X.columns]
@@ -144,8 +170,11 @@ def transform(self:FeatureEngineeringPipeline, X:pd.DataFrame)->pd.DataFrame:
             else: cols[n] = _numeric_if_numbers(vals)
     return pd.DataFrame(cols, index=X.index)
 
+# %% ../../nbs/10_features.pipeline.ipynb #00e3a0ff
 @patch
-def transform_row(self:FeatureEngineeringPipeline, row:dict)->dict:
+def transform_row(self:FeatureEngineeringPipeline,
+    row:dict, # Raw values by feature name; a missing key is a missing value
+)->dict: # Output column name -> value
     "Apply the fitted transforms to one row (a dict): the serving-time path"
     check_is_fitted(self)
     out = {}
@@ -162,19 +191,25 @@ def imputed_features_(self:FeatureEngineeringPipeline)->list:
     check_is_fitted(self)
     return [n for n, st in self.stats_.items() if st.get('fill') is not None]
 
+# %% ../../nbs/10_features.pipeline.ipynb #005ad6f6
 @patch
-def missing_unfilled(self:FeatureEngineeringPipeline, row:dict)->list:
-    "The features of `row` (a dict of raw values) that are missing and have no imputation: the reasons a server refuses it"
+def missing_unfilled(self:FeatureEngineeringPipeline,
+    row:dict, # Raw values by feature name
+)->list: # Feature names, in the pipeline's order
+    "The features of `row` that are missing and have no imputation: the reasons a server refuses it"
     fills = set(self.imputed_features_)
-    return [n for n in self.stats_ if n not in fills and (row.get(n) is None or (isinstance(row.get(n), float) and math.isnan(row[n])))]
+    gap = lambda n: row.get(n) is None or (isinstance(row.get(n), float) and math.isnan(row[n]))
+    return [n for n in self.stats_ if n not in fills and gap(n)]
 
 # %% ../../nbs/10_features.pipeline.ipynb #e095f72e
-def find_feature_pipeline(model)->FeatureEngineeringPipeline|None:
-    "The fitted `FeatureEngineeringPipeline` a model starts with (itself, or the first step of a scikit-learn `Pipeline`), else None"
+def find_feature_pipeline(model, # A fitted model: a pipeline, a scikit-learn `Pipeline`, or any estimator
+                         )->FeatureEngineeringPipeline|None:
+    "The fitted `FeatureEngineeringPipeline` a model starts with (itself, or a `Pipeline`'s first step), else None"
     for m in (model, *(s[1] for s in (getattr(model, 'steps', None) or [])[:1])):
         if isinstance(m, FeatureEngineeringPipeline) and hasattr(m, 'stats_'): return m
     return None
 
+# %% ../../nbs/10_features.pipeline.ipynb #efd071e7
 def serving_signature(model, # A fitted model taking raw columns, e.g. `Pipeline([('features', pipe), ('model', est)])`
                       X:pd.DataFrame, # A few raw rows (the input example)
                      ):
@@ -194,15 +229,21 @@ def serving_signature(model, # A fitted model taking raw columns, e.g. `Pipeline
 
 # %% ../../nbs/10_features.pipeline.ipynb #b9d954b4
 @patch
-def save(self:FeatureEngineeringPipeline, path:str|Path)->Path:
+def save(self:FeatureEngineeringPipeline,
+    path:str|Path, # The JSON file to write (its folder is created)
+)->Path: # `path`
     "Write the config, statistics and version as JSON"
     check_is_fitted(self)
     p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({'config': self.config, 'stats': self.stats_, 'version': self.version_}, default=str, indent=1))
+    p.write_text(json.dumps({'config': self.config, 'stats': self.stats_, 'version': self.version_},
+                            default=str, indent=1))
     return p
 
+# %% ../../nbs/10_features.pipeline.ipynb #2890be4c
 @patch(cls_method=True)
-def load(cls:FeatureEngineeringPipeline, path:str|Path)->FeatureEngineeringPipeline:
+def load(cls:FeatureEngineeringPipeline,
+    path:str|Path, # A file written by `save`
+)->FeatureEngineeringPipeline:
     "A fitted pipeline from a file written by `save`"
     d = json.loads(Path(path).read_text())
     p = cls(d['config']); p.stats_, p.version_ = d['stats'], d['version']

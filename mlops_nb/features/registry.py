@@ -27,11 +27,21 @@ from fastcore.basics import patch
 __all__ = ['FeatureVersion', 'FeatureRegistry', 'check_sql', 'sandboxed_duckdb']
 
 # %% ../../nbs/13_features.registry.ipynb #75cc0695
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FeatureVersion:
     "One immutable version of a feature definition"
     feature_name:str; version:int; computation_logic:str; created_at:datetime
     description:str=''; owner:str=''; logic_hash:str=''
+    def __init__(self, feature_name:str, # The feature's name
+                 version:int, # Its version, counted from 1
+                 computation_logic:str, # The SQL `SELECT` that computes it
+                 created_at:datetime, # When this version was registered (UTC)
+                 description:str='', # What the feature means
+                 owner:str='', # Who looks after it
+                 logic_hash:str='', # Hash of the normalised logic: registering the same logic again finds this version
+                ):
+        a = dict(locals()); a.pop('self')
+        for k, v in a.items(): object.__setattr__(self, k, v)     # frozen: set once, here
 
 # %% ../../nbs/13_features.registry.ipynb #e7979e56
 @contextmanager
@@ -44,45 +54,54 @@ def _file_lock(path:Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
-# %% ../../nbs/13_features.registry.ipynb #e8724f6b
+# %% ../../nbs/13_features.registry.ipynb #3761d2fa
 _SCHEMA = ('CREATE TABLE IF NOT EXISTS features (name TEXT, version INTEGER, logic TEXT, description TEXT, owner TEXT, '
            'created_at TEXT, logic_hash TEXT, PRIMARY KEY (name, version))')
 
+# %% ../../nbs/13_features.registry.ipynb #e9caf428
 class FeatureRegistry:
     "Versioned feature definitions, persisted in the workspace"
     busy_timeout:float = 60. # Seconds to wait for another process's write before giving up with a clear error
     def __init__(self, path:str|Path|None=None): # SQLite file; `<home>/feature_registry.db` by default
         self.path = Path(path) if path else Path(get_settings().home)/'feature_registry.db'
         self._ready = False
-    def _con(self):
-        "A connection; the first one of this registry sets the file up (WAL, the table) under a file lock"
-        ensure_dir(self.path.parent)
-        c = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        if not self._ready:
-            try:
-                with _file_lock(self.path.with_name(self.path.name + '.lock')):
-                    c.execute('PRAGMA journal_mode=WAL'); c.execute(_SCHEMA)
-            except BaseException: c.close(); raise
-            self._ready = True
-        return c
-    def _retry(self, fn):
-        "`fn(connection)`, retried while another process holds the database (SQLite can report `locked` without waiting)"
-        end = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                c = self._con()
-                try: return fn(c)
-                finally: c.close()
-            except sqlite3.OperationalError as e:
-                if 'locked' not in str(e) and 'busy' not in str(e): raise
-                if time.monotonic() > end:
-                    raise TimeoutError(f"the feature registry {self.path} stayed locked by another process for "
-                                       f"{self.busy_timeout:.0f} s; nothing was changed, try again") from None
-                time.sleep(random.uniform(0.01, 0.1))
     def __repr__(self): return f"FeatureRegistry({str(self.path)!r})"
 
+# %% ../../nbs/13_features.registry.ipynb #666a8b74
+@patch
+def _con(self:FeatureRegistry):
+    "A connection; the first one of this registry sets the file up (WAL, the table) under a file lock"
+    ensure_dir(self.path.parent)
+    c = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+    if not self._ready:
+        try:
+            with _file_lock(self.path.with_name(self.path.name + '.lock')):
+                c.execute('PRAGMA journal_mode=WAL'); c.execute(_SCHEMA)
+        except BaseException: c.close(); raise
+        self._ready = True
+    return c
+
+# %% ../../nbs/13_features.registry.ipynb #2d219870
+@patch
+def _retry(self:FeatureRegistry, fn):
+    "`fn(connection)`, retried while another process holds the database (SQLite can report `locked` without waiting)"
+    end = time.monotonic() + self.busy_timeout
+    while True:
+        try:
+            c = self._con()
+            try: return fn(c)
+            finally: c.close()
+        except sqlite3.OperationalError as e:
+            if 'locked' not in str(e) and 'busy' not in str(e): raise
+            if time.monotonic() > end:
+                raise TimeoutError(f"the feature registry {self.path} stayed locked by another process for "
+                                   f"{self.busy_timeout:.0f} s; nothing was changed, try again") from None
+            time.sleep(random.uniform(0.01, 0.1))
+
 # %% ../../nbs/13_features.registry.ipynb #f3a10002
-def check_sql(sql:str, what:str='this SQL')->str:
+def check_sql(sql:str, # The SQL of a feature definition
+              what:str='this SQL', # What to call it in the error, e.g. `'amount v2'`
+             )->str:
     "`sql` if it is exactly one SELECT (or WITH ... SELECT) statement, a ValueError naming what it is otherwise"
     import duckdb
     con = duckdb.connect(':memory:')
@@ -95,11 +114,12 @@ def check_sql(sql:str, what:str='this SQL')->str:
                          f"{len(kinds)} statement{'s'[:len(kinds)!=1]} ({', '.join(kinds) or 'empty'})")
     return sql
 
-# %% ../../nbs/13_features.registry.ipynb #f3a10005
+# %% ../../nbs/13_features.registry.ipynb #b15f34ad
 _LOCKDOWN = (('enable_external_access', 'false'), ('autoinstall_known_extensions', 'false'),
              ('autoload_known_extensions', 'false'), ('allow_community_extensions', 'false'),
              ('python_enable_replacements', 'false'), ('lock_configuration', 'true'))   # the lock last
 
+# %% ../../nbs/13_features.registry.ipynb #d8b9b79c
 def _relation(name:str, t):
     "What DuckDB registers for a table given to `run`: the object itself, or an Arrow dataset for a Parquet path"
     if not isinstance(name, str) or not name: raise ValueError(f"table names must be non-empty strings, not {name!r}")
@@ -112,7 +132,8 @@ def _relation(name:str, t):
     except Exception as e: raise ValueError(f"table {name!r}: {str(p)!r} is not Parquet: {e}") from None
 
 # %% ../../nbs/13_features.registry.ipynb #95c7719b
-def sandboxed_duckdb(tables:dict):
+def sandboxed_duckdb(tables:dict, # name -> DataFrame, Arrow table or Parquet path: all the query may read
+                    ):
     "An in-memory DuckDB connection that sees only `tables` (name -> DataFrame, Arrow table or Parquet path), locked down"
     import duckdb
     con = duckdb.connect(':memory:')
@@ -127,7 +148,11 @@ def _norm(logic:str)->str: return '\n'.join(l.rstrip() for l in logic.strip().sp
 
 # %% ../../nbs/13_features.registry.ipynb #d2e112af
 @patch
-def register_feature(self:FeatureRegistry, feature_name:str, computation_logic:str, description:str='', owner:str='')->int:
+def register_feature(self:FeatureRegistry, feature_name:str, # The feature's name
+                     computation_logic:str, # One SQL `SELECT` computing it (`entity_id`, `event_timestamp` and the feature)
+                     description:str='', # What the feature means
+                     owner:str='', # Who looks after it
+                    )->int: # The version: a new one, or the latest if its logic is the same
     "Register a new version of a feature definition (or find the latest, if its logic is the same); returns the version"
     if not feature_name or not computation_logic.strip(): raise ValueError("a feature needs a name and a computation_logic")
     check_sql(computation_logic, feature_name)
@@ -149,7 +174,9 @@ def register_feature(self:FeatureRegistry, feature_name:str, computation_logic:s
 
 # %% ../../nbs/13_features.registry.ipynb #665e6a00
 @patch
-def get_feature(self:FeatureRegistry, feature_name:str, version:int|None=None)->FeatureVersion:
+def get_feature(self:FeatureRegistry, feature_name:str, # The feature's name
+                version:int|None=None, # A version; the latest by default
+               )->FeatureVersion:
     "A version of a definition (the latest by default)"
     q = 'SELECT name, version, logic, created_at, description, owner, logic_hash FROM features WHERE name=?'
     def read(c):
@@ -168,13 +195,17 @@ def list_features(self:FeatureRegistry)->dict:
 
 # %% ../../nbs/13_features.registry.ipynb #9cdd281b
 @patch
-def versions(self:FeatureRegistry, feature_name:str)->list:
+def versions(self:FeatureRegistry, feature_name:str, # The feature's name
+            )->list:
     "Every version of a feature, oldest first"
     return [self.get_feature(feature_name, v) for v in range(1, self.list_features().get(feature_name, 0) + 1)]
 
 # %% ../../nbs/13_features.registry.ipynb #c38eefde
 @patch
-def diff(self:FeatureRegistry, feature_name:str, version_a:int, version_b:int|None=None)->str:
+def diff(self:FeatureRegistry, feature_name:str, # The feature's name
+         version_a:int, # The older version
+         version_b:int|None=None, # The newer version; the latest by default
+        )->str:
     "A unified diff of two versions' logic (and description and owner when they changed)"
     a, b = self.get_feature(feature_name, version_a), self.get_feature(feature_name, version_b)
     lines = list(difflib.unified_diff(_norm(a.computation_logic).splitlines(), _norm(b.computation_logic).splitlines(),
@@ -185,8 +216,12 @@ def diff(self:FeatureRegistry, feature_name:str, version_a:int, version_b:int|No
 
 # %% ../../nbs/13_features.registry.ipynb #2dafe3fe
 @patch
-def run(self:FeatureRegistry, feature_name:str, tables:dict, *, version:int|None=None, store=None,
-        group:str|None=None)->pd.DataFrame:
+def run(self:FeatureRegistry, feature_name:str, # The feature to compute
+        tables:dict, # name -> DataFrame, Arrow table or Parquet path: all the definition may read
+        *, version:int|None=None, # The version to run; the latest by default
+        store=None, # The `OfflineFeatureStore` to write to; the workspace's by default
+        group:str|None=None, # The group to append to; `feature_name` by default
+       )->pd.DataFrame: # The rows computed (and written)
     "Compute a feature with its SQL over `tables` (name -> DataFrame, Arrow table or Parquet path) and write it to the offline store"
     import duckdb
     from mlops_nb.features.offline import OfflineFeatureStore

@@ -14,7 +14,7 @@ from .offline import (OfflineFeatureStore, normalize_entity_ids, normalize_entit
 # %% auto #0
 __all__ = ['SparkOfflineStore']
 
-# %% ../../nbs/14_features.spark.ipynb #340ac718
+# %% ../../nbs/14_features.spark.ipynb #2ee14a90
 def _spark_modules():
     "pyspark's modules, imported on first use (so `import mlops_nb` never imports pyspark); a clear error when it is missing"
     try:
@@ -23,38 +23,50 @@ def _spark_modules():
         raise ImportError("SparkOfflineStore needs pyspark: pip install 'mlops-nb[spark]' (and a Java 17 runtime)") from None
     return DataFrame, F, T, Window
 
+# %% ../../nbs/14_features.spark.ipynb #50fa9465
 def _is_spark(df)->bool:
     "Is `df` a Spark DataFrame (classic or Spark Connect)? Checked by type name, so pandas users never import pyspark"
     return any(c.__module__.startswith('pyspark.') and c.__name__ == 'DataFrame' for c in type(df).__mro__)
 
-# %% ../../nbs/14_features.spark.ipynb #c09e4a57
-_ISO_OFFSET = r'(Z|[+-]\d\d(:?\d\d)?)$'
+# %% ../../nbs/14_features.spark.ipynb #7ee700b5
+_ISO_OFFSET = r'(Z|[+-]\d\d(:?\d\d)?)$'          # a time string that ends in a zone offset
 
+# %% ../../nbs/14_features.spark.ipynb #daefca9f
+def _ntz_micros(sql:str):
+    "Spark column: µs since the epoch of the TIMESTAMP_NTZ SQL expression `sql`, read as UTC (never through the session's zone)"
+    _, F, _, _ = _spark_modules()
+    return F.expr(f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ'1970-01-01 00:00:00', {sql})")
+
+# %% ../../nbs/14_features.spark.ipynb #3bfdefcb
 def _micros(df, c:str):
     "Column `c` of Spark frame `df` as integer µs since the epoch, UTC, read as the embedded store reads it (naive times are UTC); None where missing or unreadable"
     _, F, T, _ = _spark_modules()
     dt, col = df.schema[c].dataType, F.col(c)
-    ntz = lambda x: F.expr(f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ'1970-01-01 00:00:00', {x})")
     if isinstance(dt, T.TimestampType): return F.unix_micros(col)
-    if isinstance(dt, T.TimestampNTZType): return ntz(f"`{c}`")
-    if isinstance(dt, T.DateType): return ntz(f"CAST(`{c}` AS TIMESTAMP_NTZ)")
+    if isinstance(dt, T.TimestampNTZType): return _ntz_micros(f"`{c}`")
+    if isinstance(dt, T.DateType): return _ntz_micros(f"CAST(`{c}` AS TIMESTAMP_NTZ)")
     if isinstance(dt, T.StringType):          # with an offset: that instant; without: UTC (as pandas' to_datetime(utc=True))
-        return F.when(col.rlike(_ISO_OFFSET), F.unix_micros(col.try_cast('timestamp'))).otherwise(ntz(f"try_cast(`{c}` AS TIMESTAMP_NTZ)"))
+        return F.when(col.rlike(_ISO_OFFSET), F.unix_micros(col.try_cast('timestamp'))).otherwise(_ntz_micros(f"try_cast(`{c}` AS TIMESTAMP_NTZ)"))
     if isinstance(dt, (T.IntegralType, T.FloatType, T.DoubleType, T.DecimalType)):   # numbers are ns since the epoch, as in pandas
         return F.floor(col / 1000).cast('long')
     return None
 
-# %% ../../nbs/14_features.spark.ipynb #24aa4d6c
+# %% ../../nbs/14_features.spark.ipynb #f7bc0d5a
+def _float_ids(df, col):
+    "Float column `col` of Spark frame `df` as entity ids: whole values as digits, NaN missing; `entity_id_error` for the first that is not whole"
+    _, F, _, _ = _spark_modules()
+    bad = col.isNotNull() & ~F.isnan(col) & ((F.abs(col) == float('inf')) | (col != F.floor(col)))
+    if (r := df.filter(bad).select(col).first()) is not None: raise entity_id_error(float(r[0]))
+    return F.when(F.isnan(col), None).otherwise(col.cast('long').cast('string'))
+
+# %% ../../nbs/14_features.spark.ipynb #2add466a
 def _spark_entities(df, c:str):
     "Column `c` of Spark frame `df` as entity ids by `normalize_entity_ids`' rule (strings kept, whole numbers as digits); its errors for ids that break it"
     _, F, T, _ = _spark_modules()
     dt, col = df.schema[c].dataType, F.col(c)
     if isinstance(dt, T.StringType): return col
     if isinstance(dt, T.IntegralType): return col.cast('string')
-    if isinstance(dt, (T.FloatType, T.DoubleType)):
-        bad = col.isNotNull() & ~F.isnan(col) & ((F.abs(col) == float('inf')) | (col != F.floor(col)))
-        if (r := df.filter(bad).select(col).first()) is not None: raise entity_id_error(float(r[0]))
-        return F.when(F.isnan(col), None).otherwise(col.cast('long').cast('string'))
+    if isinstance(dt, (T.FloatType, T.DoubleType)): return _float_ids(df, col)
     if isinstance(dt, T.BooleanType): raise entity_id_error(True)
     r = df.filter(col.isNotNull()).select(col).first()   # another type: the embedded rule decides on its first value
     if r is None: return F.lit(None).cast('string')
@@ -73,7 +85,7 @@ def _pandas_type(dt)->tuple:
         if isinstance(dt, k): return v
     raise TypeError(f"a feature column holds one kind of value (numbers, strings, booleans or timestamps); Spark type {dt.simpleString()} can't be stored")
 
-# %% ../../nbs/14_features.spark.ipynb #a7340a58
+# %% ../../nbs/14_features.spark.ipynb #258c90f2
 class SparkOfflineStore:
     "The offline feature store on Spark: the same folder, files and group metadata as `OfflineFeatureStore`, joins and writes run by Spark"
     def __init__(self, spark, # A `SparkSession` (local or a cluster's; executors must see `path`, e.g. a shared mount)
@@ -86,9 +98,6 @@ class SparkOfflineStore:
         self.removed_leftovers = self.local.removed_leftovers + self._remove_spark_leftovers()
 
     def __repr__(self): return f"SparkOfflineStore({str(self.storage_path)!r}, groups={self.groups()})"
-    def groups(self)->list:
-        "Names of the feature groups"
-        return self.local.groups()
 
     def _remove_spark_leftovers(self)->int:
         "Remove the staging folders of Spark writers that were killed (their lock file is not held)"
@@ -100,15 +109,45 @@ class SparkOfflineStore:
                 shutil.rmtree(d, ignore_errors=True); n += 1
         return n
 
-# %% ../../nbs/14_features.spark.ipynb #6adb9d99
+# %% ../../nbs/14_features.spark.ipynb #7b1bf49c
+@patch
+def groups(self:SparkOfflineStore)->list:
+    "Names of the feature groups"
+    return self.local.groups()
+
+# %% ../../nbs/14_features.spark.ipynb #a2c70b8f
 _SPARK_TYPES = {'float64': 'double', 'float32': 'float', 'int64': 'long', 'int32': 'int', 'int16': 'short', 'int8': 'byte',
                 'bool': 'boolean', 'str': 'string', 'string': 'string', 'object': None,
                 'datetime64[us, UTC]': 'timestamp', 'datetime64[ns, UTC]': 'timestamp'}
 
+# %% ../../nbs/14_features.spark.ipynb #05aafc84
+@patch
+def _feature_cols(self:SparkOfflineStore, group:str, sdf, meta:dict|None, feats:list, sent:dict)->dict:
+    "feature -> the Spark column to store, widened to the type the group stores (so its files agree); another kind of value is refused as the embedded store refuses it"
+    _, F, T, _ = _spark_modules()
+    out = {f: F.col(f) for f in feats}
+    if meta:
+        stored = self.local.stored_schema(group, meta)
+        for f in feats:
+            st, se = stored.get(f), sent[f]
+            if st is None or se['family'] is None or st['family'] == se['family']:
+                to = _SPARK_TYPES.get(st['dtype']) if st else None      # widen to the stored type, so the group's files agree
+                if to and (se['family'] is None or isinstance(sdf.schema[f].dataType, T.IntegralType) and to in ('double', 'long')):
+                    out[f] = F.col(f).cast(to)
+                continue
+            raise TypeError(f"feature {f!r} of group {group!r} is stored as {st['dtype']} ({st['family']}); this frame sends {se['dtype']} ({se['family']}): "
+                            f"convert the column, or write it to a new group")
+    elif empty := [f for f in feats if sent[f]['family'] is None]:
+        raise ValueError(f"column(s) {empty} have no values, so the new group {group!r} can't know their type: give them a dtype (e.g. df[{empty[0]!r}].astype('float64'))")
+    for f in feats:
+        if isinstance(sdf.schema[f].dataType, T.NullType): out[f] = out[f].cast('string')
+    return out
+
+# %% ../../nbs/14_features.spark.ipynb #9c5cbe43
 @patch
 def _prepare_spark(self:SparkOfflineStore, group:str, sdf, meta:dict|None, entity_col:str, timestamp_col:str)->tuple:
     "The Spark frame to store (ids normalised, times as UTC µs, the group's columns), features, schema, rows: checked in the embedded store's order, with its messages"
-    _, F, T, _ = _spark_modules()
+    _, F, _, _ = _spark_modules()
     if meta: entity_col, timestamp_col = meta['entity_col'], meta['timestamp_col']
     elif not (isinstance(entity_col, str) and isinstance(timestamp_col, str)) or entity_col == timestamp_col:
         raise ValueError(f"entity_col and timestamp_col must be two different column names, not {entity_col!r} and {timestamp_col!r}")
@@ -128,22 +167,7 @@ def _prepare_spark(self:SparkOfflineStore, group:str, sdf, meta:dict|None, entit
         raise ValueError(f"group {group!r} has features {meta['features']}; this frame has {feats}")
     if meta: feats = meta['features']
     sent = {f: dict(zip(('dtype', 'family'), _pandas_type(sdf.schema[f].dataType))) for f in feats}
-    out = {f: F.col(f) for f in feats}
-    if meta:
-        stored = self.local.stored_schema(group, meta)
-        for f in feats:
-            st, se = stored.get(f), sent[f]
-            if st is None or se['family'] is None or st['family'] == se['family']:
-                to = _SPARK_TYPES.get(st['dtype']) if st else None      # widen to the stored type, so the group's files agree
-                if to and (se['family'] is None or isinstance(sdf.schema[f].dataType, T.IntegralType) and to in ('double', 'long')):
-                    out[f] = F.col(f).cast(to)
-                continue
-            raise TypeError(f"feature {f!r} of group {group!r} is stored as {st['dtype']} ({st['family']}); this frame sends {se['dtype']} ({se['family']}): "
-                            f"convert the column, or write it to a new group")
-    elif empty := [f for f in feats if sent[f]['family'] is None]:
-        raise ValueError(f"column(s) {empty} have no values, so the new group {group!r} can't know their type: give them a dtype (e.g. df[{empty[0]!r}].astype('float64'))")
-    for f in feats:
-        if isinstance(sdf.schema[f].dataType, T.NullType): out[f] = out[f].cast('string')
+    out = self._feature_cols(group, sdf, meta, feats, sent)
     prepared = sdf.select(e.alias(entity_col), F.timestamp_micros(t).alias(timestamp_col), *[out[f].alias(f) for f in feats])
     return prepared, feats, sent, entity_col, timestamp_col, n
 
@@ -159,18 +183,10 @@ def _create_group(self:SparkOfflineStore, group:str, new:dict)->dict:
         try: os.link(tmp, d/'_group.json'); return new
         except FileExistsError: return json.loads((d/'_group.json').read_text())
 
-# %% ../../nbs/14_features.spark.ipynb #e01dadca
+# %% ../../nbs/14_features.spark.ipynb #f12b8c8d
 @patch
-def _write_spark(self:SparkOfflineStore, group:str, sdf, entity_col:str, timestamp_col:str)->tuple:
-    "Write Spark frame `sdf` to `group`: one Parquet file per partition, staged and renamed into the group's write order; (files, rows)"
-    d = self.storage_path/group
-    meta = json.loads((d/'_group.json').read_text()) if (d/'_group.json').exists() else None
-    out, feats, sent, entity_col, timestamp_col, n = self._prepare_spark(group, sdf, meta, entity_col, timestamp_col)
-    if not meta:
-        new = dict(entity_col=entity_col, timestamp_col=timestamp_col, features=feats, schema=sent)
-        if (meta := self._create_group(group, new)) is not new:        # another writer created it first: its schema rules
-            out, feats, sent, entity_col, timestamp_col, n = self._prepare_spark(group, sdf, meta, entity_col, timestamp_col)
-    if not n: return [], 0
+def _write_staged(self:SparkOfflineStore, d:Path, out)->list:
+    "Write Spark frame `out` into group folder `d`: Parquet files staged in `_spark-<id>/`, renamed into the group's write order; the files"
     job = f"_spark-{uuid.uuid4().hex}"
     conf, key = self.spark.conf, 'spark.sql.parquet.outputTimestampType'
     with locked_temp_file(d/f'{job}.lock'):                 # held while the staging folder exists: a killed writer's is removed on open
@@ -183,11 +199,29 @@ def _write_spark(self:SparkOfflineStore, group:str, sdf, entity_col:str, timesta
             f = d/f"part-{t0 + i}-{uuid.uuid4().hex[:8]}.parquet"
             os.replace(p, f); files.append(f)
         shutil.rmtree(d/job, ignore_errors=True)
-    return files, n
+    return files
+
+# %% ../../nbs/14_features.spark.ipynb #4d3057b0
+@patch
+def _write_spark(self:SparkOfflineStore, group:str, sdf, entity_col:str, timestamp_col:str)->tuple:
+    "Write Spark frame `sdf` to `group`: one Parquet file per partition, staged and renamed into the group's write order; (files, rows)"
+    d = self.storage_path/group
+    meta = json.loads((d/'_group.json').read_text()) if (d/'_group.json').exists() else None
+    out, feats, sent, entity_col, timestamp_col, n = self._prepare_spark(group, sdf, meta, entity_col, timestamp_col)
+    if not meta:
+        new = dict(entity_col=entity_col, timestamp_col=timestamp_col, features=feats, schema=sent)
+        if (meta := self._create_group(group, new)) is not new:        # another writer created it first: its schema rules
+            out, feats, sent, entity_col, timestamp_col, n = self._prepare_spark(group, sdf, meta, entity_col, timestamp_col)
+    if not n: return [], 0
+    return self._write_staged(d, out), n
 
 # %% ../../nbs/14_features.spark.ipynb #712f4eb0
 @patch
-def write(self:SparkOfflineStore, group:str, df, *, entity_col:str='entity_id', timestamp_col:str='event_timestamp')->list:
+def write(self:SparkOfflineStore, group:str, # The feature group; created by its first write
+          df, # pandas or Spark: entity, timestamp and feature columns
+          *, entity_col:str='entity_id', # The entity column of a new group (an existing group keeps its own)
+          timestamp_col:str='event_timestamp', # The event-time column of a new group (likewise)
+         )->list: # The files written
     "Append `df` (pandas or Spark; entity, timestamp and feature columns) to feature group `group`; returns the files written"
     check_group_name(group)
     if isinstance(df, pd.DataFrame):                   # on the driver already: the embedded engine writes it (one file and its key)
@@ -206,7 +240,16 @@ def _target_type(types:list):
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types): return 'double'
     return None
 
-# %% ../../nbs/14_features.spark.ipynb #96d44382
+# %% ../../nbs/14_features.spark.ipynb #03c11593
+def _part_rows(r, ec:str, tc:str, names:list, feats:list, to:dict):
+    "Spark frame `r` of files of one schema (column `names`) as a join's rows: `__e`, `__t`, `__f` / `__r` (file name, row in file), `feats` cast by `to`"
+    _, F, _, _ = _spark_modules()
+    cols = [(F.col(f) if f in names else F.lit(None)).cast(to[f]) if to[f] else F.col(f) for f in feats]
+    return r.select(F.col(ec).cast('string').alias('__e'), _micros(r, tc).alias('__t'),
+                    F.col('_metadata.file_name').alias('__f'), F.col('_metadata.row_index').alias('__r'),
+                    *[c.alias(f) for c, f in zip(cols, feats)])
+
+# %% ../../nbs/14_features.spark.ipynb #47961c61
 @patch
 def _rows(self:SparkOfflineStore, group:str, feats:list):
     "The group's stored rows as a Spark frame: `__e` (entity), `__t` (µs), `__f` / `__r` (file name, row in file: the write order) and `feats`; None if it has no files"
@@ -219,32 +262,31 @@ def _rows(self:SparkOfflineStore, group:str, feats:list):
     by = {}
     for f in files: by.setdefault(pq.read_schema(f).remove_metadata(), []).append(f)   # footers only; files of one schema are read together
     to = {f: _target_type([s.field(f).type for s in by if f in s.names]) for f in feats}
-    parts = []
-    for schema, fs in by.items():
-        r = self.spark.read.parquet(*[str(f) for f in fs])
-        cols = [(F.col(f) if f in schema.names else F.lit(None)).cast(to[f]) if to[f] else F.col(f) for f in feats]
-        parts.append(r.select(F.col(ec).cast('string').alias('__e'), _micros(r, tc).alias('__t'),
-                              F.col('_metadata.file_name').alias('__f'), F.col('_metadata.row_index').alias('__r'),
-                              *[c.alias(f) for c, f in zip(cols, feats)]))
+    parts = [_part_rows(self.spark.read.parquet(*[str(f) for f in fs]), ec, tc, schema.names, feats, to) for schema, fs in by.items()]
     rows = parts[0]
     for p in parts[1:]: rows = rows.unionByName(p)
     return rows.filter(F.col('__e').isNotNull() & F.col('__t').isNotNull())   # rows of old groups without an id or a time can't be placed
 
-# %% ../../nbs/14_features.spark.ipynb #e431566d
-_HELP = ['__row', '__e', '__t', '__k', '__f', '__r']
+# %% ../../nbs/14_features.spark.ipynb #a93fa462
+_HELP = ['__row', '__e', '__t', '__k', '__f', '__r']      # the helper columns of a join, never the user's
 
+# %% ../../nbs/14_features.spark.ipynb #c2605e23
+def _pandas_entity_table(entity_df:pd.DataFrame, entity_col:str, timestamp_col:str):
+    "A pandas entity frame as an Arrow table with `__row`, `__e`, `__t`: the embedded store's own conversions, on the driver"
+    import pyarrow as pa
+    try: ts = pd.DatetimeIndex(pd.to_datetime(entity_df[timestamp_col], utc=True)).as_unit('us').asi8
+    except (ValueError, TypeError, OverflowError): raise ValueError(f"entity_df's column {timestamp_col!r} must hold timestamps") from None
+    ents = normalize_entity_ids(entity_df[entity_col]).reset_index(drop=True)
+    t = pa.Table.from_pandas(entity_df.reset_index(drop=True), preserve_index=False)
+    t = t.append_column('__row', pa.array(np.arange(len(ts)))).append_column('__e', pa.array(ents, type=pa.string()))
+    return t.append_column('__t', pa.array(ts, mask=ts == np.iinfo(np.int64).min))
+
+# %% ../../nbs/14_features.spark.ipynb #83cddda0
 @patch
 def _entity_rows(self:SparkOfflineStore, entity_df, entity_col:str, timestamp_col:str):
     "The entity frame in Spark with `__row` (its order), `__e` (normalised id) and `__t` (µs, UTC; missing for NaT), checked as the embedded store checks it"
     _, F, T, _ = _spark_modules()
-    if isinstance(entity_df, pd.DataFrame):            # the embedded store's own conversions, on the driver
-        import pyarrow as pa
-        try: ts = pd.DatetimeIndex(pd.to_datetime(entity_df[timestamp_col], utc=True)).as_unit('us').asi8
-        except (ValueError, TypeError, OverflowError): raise ValueError(f"entity_df's column {timestamp_col!r} must hold timestamps") from None
-        ents = normalize_entity_ids(entity_df[entity_col]).reset_index(drop=True)
-        t = pa.Table.from_pandas(entity_df.reset_index(drop=True), preserve_index=False)
-        t = t.append_column('__row', pa.array(np.arange(len(ts)))).append_column('__e', pa.array(ents, type=pa.string()))
-        return self.spark.createDataFrame(t.append_column('__t', pa.array(ts, mask=ts == np.iinfo(np.int64).min)))
+    if isinstance(entity_df, pd.DataFrame): return self.spark.createDataFrame(_pandas_entity_table(entity_df, entity_col, timestamp_col))
     t = _micros(entity_df, timestamp_col)
     if t is None or isinstance(entity_df.schema[timestamp_col].dataType, T.StringType) and \
        entity_df.filter(F.col(timestamp_col).isNotNull() & t.isNull()).first() is not None:
@@ -252,28 +294,12 @@ def _entity_rows(self:SparkOfflineStore, entity_df, entity_col:str, timestamp_co
     e = _spark_entities(entity_df, entity_col)
     return entity_df.select('*', F.monotonically_increasing_id().alias('__row'), e.alias('__e'), t.alias('__t'))
 
-# %% ../../nbs/14_features.spark.ipynb #f791d64b
+# %% ../../nbs/14_features.spark.ipynb #92ee232a
 @patch
-def get_historical_features(self:SparkOfflineStore,
-    entity_df, # pandas or Spark: one row per (entity, time) to get features for; other columns (labels) are kept
-    features:list, # Feature names, `feature` or `group:feature` (one name alone is a list of one)
-    ttl=None, # Only values at most this old: a timedelta or '30d'
-    *, entity_col:str='entity_id', timestamp_col:str='event_timestamp',
-    keep_order:bool=True, # Sort the result into the entity rows' order (a pandas frame's rows; a Spark frame's partition order); False saves a sort
-):
-    "Features as they were at each row's timestamp, as a Spark DataFrame: never from the future, every row kept; the embedded store's values"
+def _pit_join(self:SparkOfflineStore, left, groups:dict, tol:int|None, keep_order:bool):
+    "The point-in-time join of entity rows `left` (from `_entity_rows`) with `groups` (group -> features) in one shuffle"
     _, F, _, Window = _spark_modules()
-    ttl = parse_ttl(ttl)
-    if not (isinstance(entity_df, pd.DataFrame) or _is_spark(entity_df)):
-        raise TypeError(f"entity_df must be a DataFrame, not {type(entity_df).__name__}")
-    for c in (entity_col, timestamp_col):
-        if c not in entity_df.columns: raise ValueError(f"entity_df has no column {c!r} (columns: {list(entity_df.columns)})")
-    groups = self.local.resolve_features(features)
-    if clash := [f for fs in groups.values() for f in fs if f in entity_df.columns]:
-        raise ValueError(f"entity_df already has column(s) {clash}: rename them, or the features would overwrite them")
-    left = self._entity_rows(entity_df, entity_col, timestamp_col)
     user = [c for c in left.columns if c not in _HELP]
-    tol = None if ttl is None else int(ttl / pd.Timedelta(1, 'us'))
     # one pass for all groups: entity rows and stored rows of every group in one frame, by entity and time; for each
     # entity row the last stored row before it (equal times: stored rows first, the last written last) holds the answer
     u = left.select('*', F.lit(1).alias('__k'), F.lit('').alias('__f'), F.lit(0).cast('long').alias('__r'))
@@ -297,9 +323,34 @@ def get_historical_features(self:SparkOfflineStore,
     out = u.select(*cols, '__row')
     return (out.orderBy('__row') if keep_order else out).drop('__row')
 
+# %% ../../nbs/14_features.spark.ipynb #6741bbf8
+@patch
+def get_historical_features(self:SparkOfflineStore,
+    entity_df, # pandas or Spark: one row per (entity, time) to get features for; other columns (labels) are kept
+    features:list, # Feature names, `feature` or `group:feature` (one name alone is a list of one)
+    ttl=None, # Only values at most this old: a timedelta or '30d'
+    *, entity_col:str='entity_id', # The entity column of `entity_df`
+    timestamp_col:str='event_timestamp', # Its time column
+    keep_order:bool=True, # Sort the result into the entity rows' order (a pandas frame's rows; a Spark frame's partition order); False saves a sort
+):
+    "Features as they were at each row's timestamp, as a Spark DataFrame: never from the future, every row kept; the embedded store's values"
+    ttl = parse_ttl(ttl)
+    if not (isinstance(entity_df, pd.DataFrame) or _is_spark(entity_df)):
+        raise TypeError(f"entity_df must be a DataFrame, not {type(entity_df).__name__}")
+    for c in (entity_col, timestamp_col):
+        if c not in entity_df.columns: raise ValueError(f"entity_df has no column {c!r} (columns: {list(entity_df.columns)})")
+    groups = self.local.resolve_features(features)
+    if clash := [f for fs in groups.values() for f in fs if f in entity_df.columns]:
+        raise ValueError(f"entity_df already has column(s) {clash}: rename them, or the features would overwrite them")
+    left = self._entity_rows(entity_df, entity_col, timestamp_col)
+    return self._pit_join(left, groups, None if ttl is None else int(ttl / pd.Timedelta(1, 'us')), keep_order)
+
 # %% ../../nbs/14_features.spark.ipynb #0985703d
 @patch
-def latest(self:SparkOfflineStore, group:str, start=None, end=None):
+def latest(self:SparkOfflineStore, group:str, # A feature group of this store
+           start=None, # Event times after this (excluded); from the first by default
+           end=None, # Event times up to this (included); to the last by default
+          ): # A Spark frame: `entity_id` and the features
     "The latest stored row per entity of `group` (event time in (`start`, `end`]; equal times: the last written) as a Spark frame: `entity_id` and the features"
     from mlops_nb.features.online import to_utc
     _, F, _, Window = _spark_modules()
@@ -312,7 +363,15 @@ def latest(self:SparkOfflineStore, group:str, start=None, end=None):
     w = Window.partitionBy('__e').orderBy(F.desc('__t'), F.desc('__f'), F.desc('__r'))
     return rows.select('*', F.row_number().over(w).alias('__n')).filter('__n = 1').select(F.col('__e').alias('entity_id'), *meta['features'])
 
-# %% ../../nbs/14_features.spark.ipynb #2f41cffd
+# %% ../../nbs/14_features.spark.ipynb #80b08c7b
+def _batch_frame(b)->pd.DataFrame:
+    "An Arrow batch from a Spark task as pandas, with its times in UTC"
+    df = b.to_pandas()
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.DatetimeTZDtype): df[c] = df[c].dt.tz_convert('UTC')   # Spark hands times in its session zone
+    return df
+
+# %% ../../nbs/14_features.spark.ipynb #dbbc5bf2
 def _online_writer(url:str, prefix:str|None, ttl, group:str):
     "The function each Spark task runs on its Arrow batches: an online store of its own (same URL, prefix, TTL) and `write_frame`, as the embedded materialize writes"
     def write(batches):
@@ -321,16 +380,18 @@ def _online_writer(url:str, prefix:str|None, ttl, group:str):
         st = OnlineFeatureStore(url, **({} if prefix is None else {'prefix': prefix}), ttl=ttl)
         n = 0
         for b in batches:
-            df = b.to_pandas()
-            for c in df.columns:
-                if isinstance(df[c].dtype, pd.DatetimeTZDtype): df[c] = df[c].dt.tz_convert('UTC')   # Spark hands times in its session zone
+            df = _batch_frame(b)
             n += st.write_frame(df, group) if len(df) else 0
         yield pa.RecordBatch.from_pydict({'n': [n]})
     return write
 
 # %% ../../nbs/14_features.spark.ipynb #ee8854c0
 @patch
-def materialize(self:SparkOfflineStore, online, group:str, start=None, end=None)->int:
+def materialize(self:SparkOfflineStore, online, # An `OnlineFeatureStore` its executors can reach (Redis on a cluster)
+                group:str, # The offline group; the online rows go to a group of the same name
+                start=None, # Event times after this (excluded); from the first by default
+                end=None, # Event times up to this (included); to the last by default
+               )->int: # How many entities were written
     "Write the latest values per entity of `group` (event time in (`start`, `end`]) to `online`, from Spark's tasks in parallel; returns how many entities"
     from mlops_nb.features.online import RedisBackend
     _, F, _, _ = _spark_modules()
@@ -344,16 +405,10 @@ def materialize(self:SparkOfflineStore, online, group:str, start=None, end=None)
     n = rows.mapInArrow(_online_writer(online.url, online.backend.prefix if redis else None, online.ttl, group), 'n long').agg(F.sum('n')).first()[0]
     return int(n or 0)
 
-# %% ../../nbs/14_features.spark.ipynb #78b30585
+# %% ../../nbs/14_features.spark.ipynb #aff2e659
 @patch
-def run_definition(self:SparkOfflineStore, registry, feature_name:str, tables:dict, *, version:int|None=None, group:str|None=None):
-    "Run a `FeatureRegistry` definition as Spark SQL over `tables` (name -> Spark or pandas frame, or a Parquet path), write it to the group, record the version; the Spark result"
-    from datetime import datetime, timezone
-    from pyspark.errors import PySparkException
-    from mlops_nb.features.registry import check_sql
-    fv = registry.get_feature(feature_name, version)
-    what = f"{feature_name} v{fv.version}"
-    sql = check_sql(fv.computation_logic, what)
+def _spark_frames(self:SparkOfflineStore, tables:dict)->dict:
+    "name -> Spark frame for the tables of a definition (Spark or pandas frames, or Parquet paths); refuses names the session already has"
     cat, views = self.spark.catalog, {}
     for name, t in tables.items():
         if not isinstance(name, str) or not name: raise ValueError(f"table names must be non-empty strings, not {name!r}")
@@ -363,6 +418,31 @@ def run_definition(self:SparkOfflineStore, registry, feature_name:str, tables:di
             t = self.spark.read.parquet(str(t))
         elif isinstance(t, pd.DataFrame): t = self.spark.createDataFrame(t)
         views[name] = t
+    return views
+
+# %% ../../nbs/14_features.spark.ipynb #cfe352cc
+def _append_lineage(f:Path, entry:dict):
+    "Add `entry` to the group's lineage file `f` (`_lineage.json`, a list), as `FeatureRegistry.run` keeps it"
+    hist = json.loads(f.read_text()) if f.exists() else []
+    hist.append(entry)
+    f.write_text(json.dumps(hist, indent=1))
+
+# %% ../../nbs/14_features.spark.ipynb #afe348bc
+@patch
+def run_definition(self:SparkOfflineStore, registry, # The `FeatureRegistry` holding the definition
+                   feature_name:str, # The feature to compute
+                   tables:dict, # name -> Spark or pandas frame, or a Parquet path: the tables the SQL reads
+                   *, version:int|None=None, # The version to run; the latest by default
+                   group:str|None=None, # The group to append to; `feature_name` by default
+                  ): # The Spark result
+    "Run a `FeatureRegistry` definition as Spark SQL over `tables` (name -> Spark or pandas frame, or a Parquet path), write it to the group, record the version; the Spark result"
+    from datetime import datetime, timezone
+    from pyspark.errors import PySparkException
+    from mlops_nb.features.registry import check_sql
+    fv = registry.get_feature(feature_name, version)
+    what = f"{feature_name} v{fv.version}"
+    sql = check_sql(fv.computation_logic, what)
+    views = self._spark_frames(tables)
     conf, key = self.spark.conf, 'spark.sql.runSQLOnFiles'
     old = conf.get(key, 'true')
     try:
@@ -372,12 +452,9 @@ def run_definition(self:SparkOfflineStore, registry, feature_name:str, tables:di
         except PySparkException as e: raise ValueError(f"{what} failed: {str(e).splitlines()[0]}; tables given: {sorted(tables)}") from None
     finally:
         conf.set(key, old)
-        for name in views: cat.dropTempView(name)
+        for name in views: self.spark.catalog.dropTempView(name)
     g = group or feature_name
     _, n = self._write_spark(g, df, 'entity_id', 'event_timestamp')
-    lin = self.storage_path/g/'_lineage.json'
-    hist = json.loads(lin.read_text()) if lin.exists() else []
-    hist.append(dict(feature=feature_name, version=fv.version, logic_hash=fv.logic_hash, rows=n, engine='spark',
-                     time=datetime.now(timezone.utc).isoformat(timespec='seconds')))
-    lin.write_text(json.dumps(hist, indent=1))
+    _append_lineage(self.storage_path/g/'_lineage.json', dict(feature=feature_name, version=fv.version, logic_hash=fv.logic_hash, rows=n, engine='spark',
+                                                             time=datetime.now(timezone.utc).isoformat(timespec='seconds')))
     return df

@@ -40,30 +40,36 @@ def route(split:dict, # `{variant: share}`, shares summing to 1, in the order th
 # %% ../../nbs/21_models.canary.ipynb #99a25859
 _SPLIT, _ROLLOUT = SPLIT_TAG, ROLLOUT_TAG
 
+# %% ../../nbs/21_models.canary.ipynb #cc809b8b
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
+# %% ../../nbs/21_models.canary.ipynb #25c65dc8
 class CanaryDeployment:
     "Traffic splits and staged rollouts of a registered model, persisted in the registry"
-    def __init__(self, registry:ModelRegistry): self.registry = registry
+    def __init__(self,
+        registry:ModelRegistry, # The registry of the model whose traffic is split
+    ): self.registry = registry
 
     def _tags(self): return self.registry.client.get_registered_model(self.registry.name).tags or {}
 
-    def _state(self)->dict|None:
-        "The stored rollout state; an older state (MLflow numbers, epoch times) is read in today's form"
-        s = self._tags().get(_ROLLOUT)
-        if not s: return None
-        s = json.loads(s)
-        if 'canary_number' not in s:
-            for k in ('canary', 'champion'):
-                s[f'{k}_number'] = str(s[k])
-                try: s[k] = self.registry.label(s[k])
-                except ValueError: pass
-        if isinstance(s.get('step_started'), (int, float)):
-            s['step_started_ts'] = s['step_started']
-            s['step_started'] = datetime.fromtimestamp(s['step_started'], timezone.utc).isoformat(timespec='seconds')
-        return s
-
     def __repr__(self): return f"CanaryDeployment({self.registry.name!r}, split={self.traffic_split})"
+
+# %% ../../nbs/21_models.canary.ipynb #f2089fa1
+@patch
+def _state(self:CanaryDeployment)->dict|None:
+    "The stored rollout state; an older state (MLflow numbers, epoch times) is read in today's form"
+    s = self._tags().get(_ROLLOUT)
+    if not s: return None
+    s = json.loads(s)
+    if 'canary_number' not in s:
+        for k in ('canary', 'champion'):
+            s[f'{k}_number'] = str(s[k])
+            try: s[k] = self.registry.label(s[k])
+            except ValueError: pass
+    if isinstance(s.get('step_started'), (int, float)):
+        s['step_started_ts'] = s['step_started']
+        s['step_started'] = datetime.fromtimestamp(s['step_started'], timezone.utc).isoformat(timespec='seconds')
+    return s
 
 # %% ../../nbs/21_models.canary.ipynb #8860c6bd
 @patch(as_prop=True)
@@ -71,6 +77,7 @@ def traffic_split(self:CanaryDeployment)->dict:
     "The split stored for the servers: `{version number: share}`; `{}` means all traffic to the champion"
     return json.loads(self._tags().get(_SPLIT, '{}'))
 
+# %% ../../nbs/21_models.canary.ipynb #c11f1d1f
 @patch
 def set_traffic_split(self:CanaryDeployment,
     version_percentages:dict, # `{version: share}`: labels or numbers, shares in [0, 1] summing to 1
@@ -116,6 +123,7 @@ def route_request(self:CanaryDeployment,
 # %% ../../nbs/21_models.canary.ipynb #91cd0d2b
 def _empty()->dict: return {'requests': 0.0, 'errors': 0.0, 'buckets': {}, 'classes': {}, 'values': {}}
 
+# %% ../../nbs/21_models.canary.ipynb #6c665453
 def version_stats(
     text:str, # Prometheus exposition text, e.g. the body of `/metrics`
 )->dict: # `{version: stats}`
@@ -163,6 +171,7 @@ def _cdf(values:dict)->tuple:
     n = items[-1][1] if items else 0
     return {le: c/n for le, c in items} if n else {}, n
 
+# %% ../../nbs/21_models.canary.ipynb #e337c2ae
 def ks_binned(
     canary:dict, # The canary's `{le: cumulative count}` of predicted values
     champion:dict, # The champion's, on the same kind of buckets
@@ -230,6 +239,7 @@ def _check_plan(steps, duration_hours, min_requests):
 @patch
 def _save(self:CanaryDeployment, state:dict): self.registry.set_tag(_ROLLOUT, json.dumps(state))
 
+# %% ../../nbs/21_models.canary.ipynb #ef0ae04e
 @patch
 def _current(self:CanaryDeployment)->dict|None:
     "The state; a running rollout whose champion was moved outside `mlops_nb` (MLflow's API) is ended here, loudly"

@@ -17,7 +17,7 @@ import contextlib, io, json, os, random, socket, threading, time, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 from ..config import point_mlflow
 
 # %% auto #0
@@ -30,6 +30,19 @@ class ModelVersion:
     "One registered version: the seed's fields plus MLflow's"
     version:str; model_path:str; metrics:dict; created_at:datetime
     name:str=''; number:str=''; run_id:str|None=None; aliases:list=field(default_factory=list); tags:dict=field(default_factory=dict)
+    def __init__(self,
+        version:str, # The user's label (the seed's `'v1.0'`), or MLflow's number when it has none
+        model_path:str, # The model URI MLflow registered, e.g. `'models:/m-…'`
+        metrics:dict, # Metrics kept on the version
+        created_at:datetime, # When it was registered (UTC)
+        name:str='', # The registered model's name
+        number:str='', # MLflow's version number, e.g. `'3'`
+        run_id:str|None=None, # The run that logged the model
+        aliases:list|None=None, # The aliases pointing at it, e.g. `['champion']`
+        tags:dict|None=None, # The version's tags
+    ):
+        store_attr('version,model_path,metrics,created_at,name,number,run_id')
+        self.aliases, self.tags = [] if aliases is None else aliases, {} if tags is None else tags
     def __repr__(self): return f"ModelVersion({self.name}:{self.number} {self.version!r}, aliases={self.aliases}, metrics={self.metrics})"
 
 # %% ../../nbs/20_models.registry.ipynb #12eb7ac7
@@ -67,46 +80,56 @@ def _transient(e:Exception)->bool:
     return any(w in s for w in ('IntegrityError', 'UniqueViolation', 'duplicate key', 'database is locked',
                                 'could not serialize'))
 
+# %% ../../nbs/20_models.registry.ipynb #64b0e546
 class RegistryLock:
     "A lock across processes on one registered model: a registered model created (atomically) to take it, deleted to release it"
     _held = threading.local()
-    def __init__(self, registry, timeout:float=60, stale:float=120):
+    def __init__(self,
+        registry, # The `ModelRegistry` whose model is locked
+        timeout:float=60, # Seconds to wait for another process to release it
+        stale:float=120, # Seconds after which a lock left by a killed process is taken over
+    ):
         self.registry, self.timeout, self.stale = registry, timeout, stale
         self.name = f"{registry.name}.mlops_nb-lock"
 
     def _count(self): return getattr(self._held, self.name, 0)
 
-    def __enter__(self):
-        from mlflow.exceptions import MlflowException
-        n = self._count()
-        if n: setattr(self._held, self.name, n + 1); return self
-        c, end = self.registry.client, time.time() + self.timeout
-        while True:
-            try:
-                c.create_registered_model(self.name, description=f"lock on {self.registry.name!r}: pid {os.getpid()} on {socket.gethostname()}")
-                break
-            except Exception as e:     # held; or released between the failed insert and MLflow's look at the holder
-                if not (_transient(e) or any(w in str(e).lower() for w in ('already exists', 'not found'))): raise
-            try:
-                held = c.get_registered_model(self.name)
-                if time.time() - held.creation_timestamp/1000 > self.stale:
-                    c.delete_registered_model(self.name); continue
-                holder = held.description
-            except MlflowException: holder = 'released meanwhile'
-            if time.time() > end:
-                raise TimeoutError(f"model {self.registry.name!r} is locked by another process ({holder}) for more than "
-                                   f"{self.timeout:.0f} s; try again, or delete the registered model {self.name!r} if "
-                                   f"that process is gone")
-            time.sleep(0.02 + random.random()*0.08)
-        setattr(self._held, self.name, 1); return self
+# %% ../../nbs/20_models.registry.ipynb #7e74e35c
+@patch
+def __enter__(self:RegistryLock):
+    from mlflow.exceptions import MlflowException
+    n = self._count()
+    if n: setattr(self._held, self.name, n + 1); return self
+    c, end = self.registry.client, time.time() + self.timeout
+    while True:
+        try:
+            c.create_registered_model(self.name, description=f"lock on {self.registry.name!r}: "
+                                                             f"pid {os.getpid()} on {socket.gethostname()}")
+            break
+        except Exception as e:     # held; or released between the failed insert and MLflow's look at the holder
+            if not (_transient(e) or any(w in str(e).lower() for w in ('already exists', 'not found'))): raise
+        try:
+            held = c.get_registered_model(self.name)
+            if time.time() - held.creation_timestamp/1000 > self.stale:
+                c.delete_registered_model(self.name); continue
+            holder = held.description
+        except MlflowException: holder = 'released meanwhile'
+        if time.time() > end:
+            raise TimeoutError(f"model {self.registry.name!r} is locked by another process ({holder}) for more than "
+                               f"{self.timeout:.0f} s; try again, or delete the registered model {self.name!r} if "
+                               f"that process is gone")
+        time.sleep(0.02 + random.random()*0.08)
+    setattr(self._held, self.name, 1); return self
 
-    def __exit__(self, *exc):
-        from mlflow.exceptions import MlflowException
-        n = self._count() - 1
-        setattr(self._held, self.name, n)
-        if n == 0:
-            try: self.registry.client.delete_registered_model(self.name)
-            except MlflowException: pass
+# %% ../../nbs/20_models.registry.ipynb #3171b526
+@patch
+def __exit__(self:RegistryLock, *exc):
+    from mlflow.exceptions import MlflowException
+    n = self._count() - 1
+    setattr(self._held, self.name, n)
+    if n == 0:
+        try: self.registry.client.delete_registered_model(self.name)
+        except MlflowException: pass
 
 # %% ../../nbs/20_models.registry.ipynb #f732e933
 @patch
@@ -215,12 +238,6 @@ def version_number(self:ModelRegistry,
     raise ValueError(f"Version {version} not found in model {self.name!r}; its versions are "
                      f"{[self._mv(v).version for v in vs]}")
 
-# %% ../../nbs/20_models.registry.ipynb #5e0a8987
-@patch
-def _number(self:ModelRegistry, version)->str:
-    "`version_number(version, aliases=False)`, kept for modules not yet moved"
-    return self.version_number(version, aliases=False)
-
 # %% ../../nbs/20_models.registry.ipynb #6d58ffa6
 @patch
 def label(self:ModelRegistry,
@@ -250,6 +267,7 @@ def versions(self:ModelRegistry):
 class RolloutEnded(UserWarning):
     "A running canary rollout ended because the champion was moved by hand"
 
+# %% ../../nbs/20_models.registry.ipynb #134c62f7
 @patch
 def history(self:ModelRegistry)->list:
     "Every alias move: time, alias, from-version, to-version (MLflow numbers), their labels, reason"

@@ -29,22 +29,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 from fastapi import Request   # at module level: FastAPI resolves the handlers' (string) annotations here
+from fastcore.basics import patch
+from pydantic import BaseModel, Field
 
 # %% auto #0
-__all__ = ['MAX_FEATURE_ABS', 'SCORING_FORMATS', 'DEFAULT_MAX_BODY', 'PipelineRows', 'LoadedModel', 'to_json_predictions',
+__all__ = ['MAX_FEATURE_ABS', 'SCORING_FORMATS', 'DEFAULT_MAX_BODY', 'PipelineRows', 'to_json_predictions', 'LoadedModel',
            'RequestError', 'to_matrix', 'to_frame', 'to_tensor', 'to_input', 'scoring_rows', 'csv_rows', 'ModelServer',
-           'entity_ids', 'no_extra_columns', 'parse_size', 'BodyLimit', 'ErrorAnswer', 'PredictAnswer', 'BatchAnswer',
-           'ScoringAnswer', 'ScoringError', 'create_app', 'app_from_env', 'ModelService', 'BatchPredictionService']
+           'entity_ids', 'no_extra_columns', 'entity_input', 'parse_size', 'BodyLimit', 'ErrorAnswer', 'PredictAnswer',
+           'BatchAnswer', 'ScoringAnswer', 'ScoringError', 'create_app', 'app_from_env', 'ModelService',
+           'BatchPredictionService']
 
 # %% ../../nbs/22_models.serving.ipynb #0ae7edb9
 class PipelineRows(np.ndarray):
     "Rows already through the model's own `FeatureEngineeringPipeline` (its `transform_row`): its estimator takes them as they are"
 
-
 # %% ../../nbs/22_models.serving.ipynb #3dca9558
 _FLOAT_TYPES = {'double', 'float', 'float64', 'float32', 'float16'}
 _NUMERIC_TYPES = {'double', 'float', 'long', 'integer'}
 
+# %% ../../nbs/22_models.serving.ipynb #f2996482
 def _task_of(model, kind:str, signature)->str|None:
     "'classification' or 'regression' from the model itself, else from its signature's output type; None when neither tells"
     if kind == 'sklearn':
@@ -57,10 +60,12 @@ def _task_of(model, kind:str, signature)->str|None:
     if types: return 'regression' if types <= _FLOAT_TYPES else 'classification'
     return None
 
+# %% ../../nbs/22_models.serving.ipynb #5f74fff1
 def _iso(ms)->str|None:
     "An MLflow timestamp (ms since the epoch) as a readable UTC time"
     return None if ms is None else datetime.fromtimestamp(ms/1000, timezone.utc).isoformat(timespec='seconds')
 
+# %% ../../nbs/22_models.serving.ipynb #58565f27
 def _needs_names(model)->bool:
     "Whether a scikit-learn model selects columns by name (a ColumnTransformer anywhere inside): it must get a DataFrame"
     from sklearn.compose import ColumnTransformer
@@ -73,88 +78,7 @@ def _needs_names(model)->bool:
         todo += [getattr(m, a) for a in ('estimator', 'regressor', 'classifier') if hasattr(m, a)]
     return False
 
-class LoadedModel:
-    "One model version, loaded, with its input schema and task"
-    def __init__(self, uri:str, version:str='', name:str='', alias:str|None=None, label:str=''):
-        import mlflow
-        self.uri, self.version, self.name, self.alias, self.label = uri, str(version), name, alias, label
-        info = mlflow.models.get_model_info(uri)
-        self.signature = info.signature
-        inputs, self.tensor_dtype, self.tensor_shape = (self.signature.inputs if self.signature is not None else None), None, None
-        self.types, self.optional = None, set()
-        if inputs is not None and inputs.is_tensor_spec():      # a numpy input example: the shape says how many features
-            shape = tuple(inputs.inputs[0].shape) if len(inputs.inputs) == 1 else ()
-            self.columns, self.tensor_dtype, self.tensor_shape = None, inputs.numpy_types()[0], shape
-            self.n_features = shape[1] if len(shape) == 2 and shape[1] and shape[1] > 0 else None
-        else:
-            self.columns = inputs.input_names() if inputs is not None else None
-            if inputs is not None and inputs.has_input_names():    # column types: double, long, string, boolean, datetime, ...
-                self.types = {s.name: getattr(s.type, 'name', str(s.type)) for s in inputs.inputs}
-                self.optional = {s.name for s in inputs.inputs if not s.required}
-            else: self.columns = None
-        try: self.model = mlflow.sklearn.load_model(uri); self.kind = 'sklearn'
-        except Exception: self.model = mlflow.pyfunc.load_model(uri); self.kind = 'pyfunc'
-        if self.columns is None and self.tensor_shape is None and self.kind == 'sklearn':    # no signature: the model knows its inputs
-            names = getattr(self.model, 'feature_names_in_', None)
-            self.columns = [str(c) for c in names] if names is not None else None
-            self.types = dict.fromkeys(self.columns, 'double') if self.columns else None
-        self.n_features = len(self.columns) if self.columns else (self.n_features if self.tensor_shape is not None else getattr(self.model, 'n_features_in_', None))
-        # typed: rows become a DataFrame with the signature's types (strings, booleans, datetimes; any pyfunc with columns);
-        # else the fast path, a float matrix straight into scikit-learn
-        self.typed = bool(self.types) and (self.kind == 'pyfunc' or not set(self.types.values()) <= _NUMERIC_TYPES)
-        self.frame = self.typed or (self.kind == 'sklearn' and bool(self.columns) and _needs_names(self.model))
-        self.fep = None          # a fitted FeatureEngineeringPipeline inside the model: it takes raw columns, and imputes some
-        if self.kind == 'sklearn':
-            from mlops_nb.features.pipeline import find_feature_pipeline
-            self.fep = find_feature_pipeline(self.model)
-        if self.fep is not None and self.columns:        # a frame of raw values; what the pipeline imputes may be missing
-            self.optional = set(self.optional) | (set(self.fep.imputed_features_) & set(self.columns))
-            self.types = self.types or dict.fromkeys(self.columns, 'double')
-            self.typed = self.frame = True
-        steps = getattr(self.model, 'steps', None) if self.fep is not None else None
-        # the pipeline's transform runs once per request, not once for predict and again for predict_proba
-        self._pre, self._final = (self.model[:-1], steps[-1][1]) if steps and len(steps) > 1 else (None, self.model)
-        self._as_array = self._pre is not None and not _needs_names(self._final)     # numbers after the pipeline: a float array is faster
-        self.online = None       # where its features are in the online store, from its lineage (set by the server)
-        self.classes = [c.item() if hasattr(c, 'item') else c for c in getattr(self.model, 'classes_', [])] or None
-        self.task = _task_of(self.model, self.kind, self.signature)
-        self.loaded_at, self.registered_at = datetime.now(timezone.utc).isoformat(timespec='seconds'), None
-
-    def predict(self, X, params:dict|None=None, proba:bool=True)->tuple:
-        "Predictions (as the model returned them) and, for scikit-learn classifiers when `proba`, the probability of the predicted class"
-        import pandas as pd
-        if isinstance(X, np.ndarray) and self.frame and not isinstance(X, PipelineRows): X = pd.DataFrame(X, columns=self.columns)
-        if self.kind == 'pyfunc':
-            if isinstance(X, np.ndarray): X = X.astype(self.tensor_dtype) if self.tensor_dtype is not None else pd.DataFrame(X, columns=self.columns)
-            pred, prob = self.model.predict(X, params=params) if params else self.model.predict(X), None
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', UserWarning)       # "X does not have valid feature names": we pass arrays on purpose
-                est = self.model
-                if isinstance(X, PipelineRows): est, X = self._final, np.asarray(X)     # already through the pipeline
-                elif getattr(self, '_pre', None) is not None:
-                    est = self._final
-                    X = self._pre.transform(X)
-                    if self._as_array:
-                        try: X = X.to_numpy(dtype=float)
-                        except (TypeError, ValueError): pass      # text passed through: the estimator gets the frame
-                pred = est.predict(X)
-                prob = (est.predict_proba(X).max(axis=1)
-                        if proba and self.task == 'classification' and hasattr(est, 'predict_proba') else None)
-        if self.task is None:     # a pyfunc that did not say: its first answer decides, once
-            a = _flat(pred)
-            fractional = a is not None and a.dtype.kind == 'f' and bool((np.isfinite(a) & (a != np.round(a))).any())
-            self.task = 'regression' if fractional else 'classification'
-        return pred, prob
-
-    def info(self)->dict:
-        return dict(name=self.name, version=self.version, label=self.label, alias=self.alias, uri=self.uri, flavor=self.kind,
-                    task=self.task, registered_at=self.registered_at, loaded_at=self.loaded_at,
-                    features=self.columns, feature_types=self.types, n_features=self.n_features, classes=self.classes,
-                    feature_pipeline=None if self.fep is None else dict(version=self.fep.version_, imputed=self.fep.imputed_features_),
-                    online_features=self.online,
-                    signature=None if self.signature is None else self.signature.to_dict(), lineage=getattr(self, 'lineage', None))
-
+# %% ../../nbs/22_models.serving.ipynb #d73dc695
 def _flat(pred)->np.ndarray|None:
     "A model's answer as a 1-D array (one value per row), or None when it is not one value per row (several columns, dicts)"
     import pandas as pd
@@ -164,20 +88,134 @@ def _flat(pred)->np.ndarray|None:
     except Exception: return None
     return a if a.ndim == 1 and a.dtype.kind != 'O' else (a if a.ndim == 1 and all(np.isscalar(v) for v in a[:100]) else None)
 
-def to_json_predictions(pred, flat:bool=True)->list:
+# %% ../../nbs/22_models.serving.ipynb #1c8544c1
+def to_json_predictions(pred,            # A model's answer: an array, a Series, a DataFrame, a list, a dict
+                        flat:bool=True,  # One value per row when the answer is one (else as MLflow's scoring server writes it)
+                       )->list:          # JSON values
     "A model's answer as JSON values: one value per row when it is one (`flat`), else as MLflow's scoring server writes it (DataFrames as records)"
     a = _flat(pred) if flat or isinstance(pred, np.ndarray) else None
     if a is not None: return a.tolist()
     from mlflow.utils.proto_json_utils import _get_jsonable_obj
     return json.loads(json.dumps(_get_jsonable_obj(pred, pandas_orient='records'), default=str))
 
+# %% ../../nbs/22_models.serving.ipynb #9510f111
+def _signature_schema(signature)->dict:
+    "The input schema a signature gives: columns, types, optional columns, tensor dtype and shape, feature count"
+    inputs = signature.inputs if signature is not None else None
+    s = dict(columns=None, types=None, optional=set(), tensor_dtype=None, tensor_shape=None, n_features=None)
+    if inputs is not None and inputs.is_tensor_spec():      # a numpy input example: the shape says how many features
+        shape = tuple(inputs.inputs[0].shape) if len(inputs.inputs) == 1 else ()
+        s.update(tensor_dtype=inputs.numpy_types()[0], tensor_shape=shape,
+                 n_features=shape[1] if len(shape) == 2 and shape[1] and shape[1] > 0 else None)
+    elif inputs is not None and inputs.has_input_names():    # column types: double, long, string, boolean, datetime, ...
+        s.update(columns=inputs.input_names(), types={i.name: getattr(i.type, 'name', str(i.type)) for i in inputs.inputs},
+                 optional={i.name for i in inputs.inputs if not i.required})
+    return s
+
+# %% ../../nbs/22_models.serving.ipynb #6f12583f
+def _choose_paths(m)->None:
+    "Set how loaded model `m` is called: typed frame or float matrix, its feature pipeline, the steps before its estimator"
+    # typed: rows become a DataFrame with the signature's types (strings, booleans, datetimes; any pyfunc with columns);
+    # else the fast path, a float matrix straight into scikit-learn
+    m.typed = bool(m.types) and (m.kind == 'pyfunc' or not set(m.types.values()) <= _NUMERIC_TYPES)
+    m.frame = m.typed or (m.kind == 'sklearn' and bool(m.columns) and _needs_names(m.model))
+    m.fep = None          # a fitted FeatureEngineeringPipeline inside the model: it takes raw columns, and imputes some
+    if m.kind == 'sklearn':
+        from mlops_nb.features.pipeline import find_feature_pipeline
+        m.fep = find_feature_pipeline(m.model)
+    if m.fep is not None and m.columns:        # a frame of raw values; what the pipeline imputes may be missing
+        m.optional = set(m.optional) | (set(m.fep.imputed_features_) & set(m.columns))
+        m.types = m.types or dict.fromkeys(m.columns, 'double')
+        m.typed = m.frame = True
+    steps = getattr(m.model, 'steps', None) if m.fep is not None else None
+    # the pipeline's transform runs once per request, not once for predict and again for predict_proba
+    m._pre, m._final = (m.model[:-1], steps[-1][1]) if steps and len(steps) > 1 else (None, m.model)
+    m._as_array = m._pre is not None and not _needs_names(m._final)     # numbers after the pipeline: a float array is faster
+
+# %% ../../nbs/22_models.serving.ipynb #f72e7d64
+class LoadedModel:
+    "One model version, loaded, with its input schema and task"
+    def __init__(self,
+                 uri:str,              # A model URI: `models:/name/3`, `runs:/<run id>/model`, a path
+                 version:str='',       # Its MLflow version number, for a registered version
+                 name:str='',          # The registered model's name
+                 alias:str|None=None,  # The alias it was loaded by, if any
+                 label:str='',         # The label the user gave the version (`ModelRegistry.register_model`)
+                ):
+        import mlflow
+        self.uri, self.version, self.name, self.alias, self.label = uri, str(version), name, alias, label
+        self.signature = mlflow.models.get_model_info(uri).signature
+        for k, v in _signature_schema(self.signature).items(): setattr(self, k, v)
+        try: self.model = mlflow.sklearn.load_model(uri); self.kind = 'sklearn'
+        except Exception: self.model = mlflow.pyfunc.load_model(uri); self.kind = 'pyfunc'
+        if self.columns is None and self.tensor_shape is None and self.kind == 'sklearn':    # no signature: the model knows its inputs
+            names = getattr(self.model, 'feature_names_in_', None)
+            self.columns = [str(c) for c in names] if names is not None else None
+            self.types = dict.fromkeys(self.columns, 'double') if self.columns else None
+        self.n_features = (len(self.columns) if self.columns else self.n_features if self.tensor_shape is not None
+                           else getattr(self.model, 'n_features_in_', None))
+        _choose_paths(self)
+        self.online = None       # where its features are in the online store, from its lineage (set by the server)
+        self.classes = [c.item() if hasattr(c, 'item') else c for c in getattr(self.model, 'classes_', [])] or None
+        self.task = _task_of(self.model, self.kind, self.signature)
+        self.loaded_at, self.registered_at = datetime.now(timezone.utc).isoformat(timespec='seconds'), None
+
+# %% ../../nbs/22_models.serving.ipynb #3e54dc5c
+@patch
+def predict(self:LoadedModel,
+            X,                        # The model input: a float matrix, a typed DataFrame, a tensor, or `PipelineRows`
+            params:dict|None=None,    # Inference parameters for a pyfunc's `predict`
+            proba:bool=True,          # Also the probability of the predicted class (scikit-learn classifiers)
+           )->tuple:                  # (predictions, probabilities or None)
+    "Predictions (as the model returned them) and, for scikit-learn classifiers when `proba`, the probability of the predicted class"
+    import pandas as pd
+    if isinstance(X, np.ndarray) and self.frame and not isinstance(X, PipelineRows): X = pd.DataFrame(X, columns=self.columns)
+    if self.kind == 'pyfunc':
+        if isinstance(X, np.ndarray): X = X.astype(self.tensor_dtype) if self.tensor_dtype is not None else pd.DataFrame(X, columns=self.columns)
+        pred, prob = self.model.predict(X, params=params) if params else self.model.predict(X), None
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)       # "X does not have valid feature names": we pass arrays on purpose
+            est = self.model
+            if isinstance(X, PipelineRows): est, X = self._final, np.asarray(X)     # already through the pipeline
+            elif getattr(self, '_pre', None) is not None:
+                est = self._final
+                X = self._pre.transform(X)
+                if self._as_array:
+                    try: X = X.to_numpy(dtype=float)
+                    except (TypeError, ValueError): pass      # text passed through: the estimator gets the frame
+            pred = est.predict(X)
+            prob = (est.predict_proba(X).max(axis=1)
+                    if proba and self.task == 'classification' and hasattr(est, 'predict_proba') else None)
+    if self.task is None:     # a pyfunc that did not say: its first answer decides, once
+        a = _flat(pred)
+        fractional = a is not None and a.dtype.kind == 'f' and bool((np.isfinite(a) & (a != np.round(a))).any())
+        self.task = 'regression' if fractional else 'classification'
+    return pred, prob
+
+# %% ../../nbs/22_models.serving.ipynb #099611aa
+@patch
+def info(self:LoadedModel)->dict:
+    "The version as `/model/info` describes it"
+    return dict(name=self.name, version=self.version, label=self.label, alias=self.alias, uri=self.uri, flavor=self.kind,
+                task=self.task, registered_at=self.registered_at, loaded_at=self.loaded_at,
+                features=self.columns, feature_types=self.types, n_features=self.n_features, classes=self.classes,
+                feature_pipeline=None if self.fep is None else dict(version=self.fep.version_, imputed=self.fep.imputed_features_),
+                online_features=self.online,
+                signature=None if self.signature is None else self.signature.to_dict(), lineage=getattr(self, 'lineage', None))
+
 # %% ../../nbs/22_models.serving.ipynb #fb1f7583
 class RequestError(ValueError):
     "A request the model can't answer; `status` is the HTTP status to return"
-    def __init__(self, msg, status=422): super().__init__(msg); self.status = status
+    def __init__(self,
+                 msg,         # What is wrong with the request, and what to send instead
+                 status=422,  # The HTTP status of the answer
+                ): super().__init__(msg); self.status = status
 
+# %% ../../nbs/22_models.serving.ipynb #92b73b74
 MAX_FEATURE_ABS = 1e100    # past this, float arithmetic in ordinary models overflows (1e308 * a weight is infinity)
 
+# %% ../../nbs/22_models.serving.ipynb #a6424be0
 def _json_name(v)->str:
     "How a JSON value looks to the sender"
     if v is None: return 'null'
@@ -185,28 +223,42 @@ def _json_name(v)->str:
     if isinstance(v, str): return f'the string {v[:40]!r}'
     return {dict: 'an object', list: 'a list'}.get(type(v), repr(v)[:40])
 
+# %% ../../nbs/22_models.serving.ipynb #0d6ba8c5
 def _finite(v)->bool:
     try: return math.isfinite(float(v))
     except OverflowError: return False
 
-def to_matrix(rows:list, model:LoadedModel, max_rows:int=10_000, max_abs:float=MAX_FEATURE_ABS)->np.ndarray:
-    "Rows (lists of numbers, or dicts of feature -> number) as a float matrix, or a `RequestError` saying what is wrong"
+# %% ../../nbs/22_models.serving.ipynb #3bdc5898
+def _rows_preamble(rows, max_rows):
     if not isinstance(rows, list): raise RequestError(f'expected a list of rows, got {_json_name(rows)}')
     if not rows: raise RequestError('the batch is empty: send at least one row')
     if len(rows) > max_rows: raise RequestError(f'the batch has {len(rows)} rows; the limit is {max_rows}: split it', 413)
+
+# %% ../../nbs/22_models.serving.ipynb #1dc6a02e
+def _in_order(rows:list, names)->list:
+    "Rows given as objects feature -> value as lists in the signature's order (rows given as lists stay as they are)"
+    if not names: raise RequestError('this model has no signature: send features as a list')
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, dict):
+            missing = [c for c in names if c not in r]
+            if missing: raise RequestError(f"missing features {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+                                           f"{f' in row {i}' if len(rows) > 1 else ''}; the model needs {names}")
+            r = [r[c] for c in names]
+        out.append(r)
+    return out
+
+# %% ../../nbs/22_models.serving.ipynb #45a511dc
+def to_matrix(rows:list,                      # The rows: lists of numbers, or objects feature -> number
+              model:LoadedModel,              # The version they are for (its `columns` and `n_features`)
+              max_rows:int=10_000,            # Most rows in one request (more: a 413)
+              max_abs:float=MAX_FEATURE_ABS,  # Largest absolute feature value taken
+             )->np.ndarray:                   # A float matrix, one row per row
+    "Rows (lists of numbers, or dicts of feature -> number) as a float matrix, or a `RequestError` saying what is wrong"
+    _rows_preamble(rows, max_rows)
     names, n = model.columns, model.n_features
     at = lambda i, j: (f"feature {names[j]!r}" if names and j < len(names) else f'feature {j}') + (f' of row {i}' if len(rows) > 1 else '')
-    if any(isinstance(r, dict) for r in rows):      # rows by name: put the features in the signature's order
-        if not names: raise RequestError('this model has no signature: send features as a list')
-        out = []
-        for i, r in enumerate(rows):
-            if isinstance(r, dict):
-                missing = [c for c in names if c not in r]
-                if missing: raise RequestError(f"missing features {missing[:10]}{' ...' if len(missing) > 10 else ''}"
-                                               f"{f' in row {i}' if len(rows) > 1 else ''}; the model needs {names}")
-                r = [r[c] for c in names]
-            out.append(r)
-        rows = out
+    if any(isinstance(r, dict) for r in rows): rows = _in_order(rows, names)    # rows by name: in the signature's order
     for i, r in enumerate(rows):
         if not isinstance(r, list):
             raise RequestError(f"row {i} is {_json_name(r)}: each row must be a list of numbers or an object of feature -> number")
@@ -226,9 +278,11 @@ def to_matrix(rows:list, model:LoadedModel, max_rows:int=10_000, max_abs:float=M
         raise RequestError(f'{at(i, j)} is {X[i, j]:.3g}: feature values must be within ±{max_abs:g} (larger ones overflow the model\'s arithmetic)')
     return X
 
+# %% ../../nbs/22_models.serving.ipynb #9a652184
 _KINDS = {'double': 'a number', 'float': 'a number', 'long': 'an integer', 'integer': 'an integer', 'string': 'a string',
           'boolean': 'true or false', 'datetime': 'an ISO 8601 date-time string', 'binary': 'a string'}
 
+# %% ../../nbs/22_models.serving.ipynb #fbf3fdf9
 def _cell(v, t:str, optional:bool, where:str, max_abs:float):
     "One value checked against its column's type in the signature; returns it as the model takes it"
     what = _KINDS.get(t)
@@ -257,14 +311,26 @@ def _cell(v, t:str, optional:bool, where:str, max_abs:float):
         except ValueError: raise RequestError(f'{where} must be {what} (the signature says datetime); {_json_name(v)} is not one') from None
     return v                       # arrays, objects, maps: the model's own schema check has the last word
 
-def _rows_preamble(rows, max_rows):
-    if not isinstance(rows, list): raise RequestError(f'expected a list of rows, got {_json_name(rows)}')
-    if not rows: raise RequestError('the batch is empty: send at least one row')
-    if len(rows) > max_rows: raise RequestError(f'the batch has {len(rows)} rows; the limit is {max_rows}: split it', 413)
-
-def to_frame(rows:list, model, max_rows:int=10_000, max_abs:float=MAX_FEATURE_ABS):
-    "Rows (lists in signature order, or objects column -> value) as a DataFrame typed by the signature, or a `RequestError`"
+# %% ../../nbs/22_models.serving.ipynb #f9a6aa9a
+def _typed_frame(cols:dict, types:dict):
+    "A DataFrame of checked columns with the dtypes their signature types say (where every value is present)"
     import pandas as pd
+    dtypes = {'double': 'float64', 'float': 'float32', 'long': 'int64', 'integer': 'int32', 'boolean': 'bool', 'datetime': 'datetime64[ns]'}
+    df = pd.DataFrame(cols)
+    for c, t in types.items():
+        try:
+            if t in dtypes and df[c].notna().all(): df[c] = df[c].astype(dtypes[t])
+            elif t in ('string', 'binary'): df[c] = df[c].astype(object)
+        except (TypeError, ValueError): pass       # (time zones: the model's own schema check decides)
+    return df
+
+# %% ../../nbs/22_models.serving.ipynb #c9c042e0
+def to_frame(rows:list,                      # The rows: lists in signature order, or objects column -> value
+             model,                          # The version they are for (its `columns`, `types` and `optional` columns)
+             max_rows:int=10_000,            # Most rows in one request (more: a 413)
+             max_abs:float=MAX_FEATURE_ABS,  # Largest absolute numeric value taken
+            ):                               # A DataFrame typed by the signature
+    "Rows (lists in signature order, or objects column -> value) as a DataFrame typed by the signature, or a `RequestError`"
     _rows_preamble(rows, max_rows)
     names, types, opt = model.columns, model.types, model.optional
     cols = {c: [] for c in names}
@@ -279,16 +345,13 @@ def to_frame(rows:list, model, max_rows:int=10_000, max_abs:float=MAX_FEATURE_AB
             raise RequestError(f"row {i} is {_json_name(r)}: each row must be a list of values in the signature's order or an object of feature -> value")
         elif len(r) != len(names): raise RequestError(f'expected {len(names)} features per row, got {len(r)}' + (f' in row {i}' if len(rows) > 1 else ''))
         for c, v in zip(names, r): cols[c].append(_cell(v, types[c], c in opt, f'feature {c!r}{of}', max_abs))
-    dtypes = {'double': 'float64', 'float': 'float32', 'long': 'int64', 'integer': 'int32', 'boolean': 'bool', 'datetime': 'datetime64[ns]'}
-    df = pd.DataFrame(cols)
-    for c, t in types.items():
-        try:
-            if t in dtypes and df[c].notna().all(): df[c] = df[c].astype(dtypes[t])
-            elif t in ('string', 'binary'): df[c] = df[c].astype(object)
-        except (TypeError, ValueError): pass       # (time zones: the model's own schema check decides)
-    return df
+    return _typed_frame(cols, types)
 
-def to_tensor(rows, model, max_rows:int=10_000):
+# %% ../../nbs/22_models.serving.ipynb #e4e22d55
+def to_tensor(rows,                 # A nested list
+              model,                # The version it is for (its `tensor_shape` and `tensor_dtype`)
+              max_rows:int=10_000,  # Most rows in one request (more: a 413)
+             ):                     # An array of the signature's shape and dtype
     "A nested list as an array of the tensor signature's shape and dtype, or a `RequestError`"
     _rows_preamble(rows, max_rows)
     shape, dtype = model.tensor_shape, model.tensor_dtype
@@ -300,7 +363,12 @@ def to_tensor(rows, model, max_rows:int=10_000):
     if a.dtype.kind in 'fc' and not np.isfinite(a).all(): raise RequestError('the input has NaN or infinity: numbers must be finite')
     return a
 
-def to_input(rows:list, model, max_rows:int=10_000, max_abs:float=MAX_FEATURE_ABS):
+# %% ../../nbs/22_models.serving.ipynb #9f912c37
+def to_input(rows:list,                      # The rows of the request
+             model,                          # The version they are for
+             max_rows:int=10_000,            # Most rows in one request (more: a 413)
+             max_abs:float=MAX_FEATURE_ABS,  # Largest absolute numeric value taken
+            ):                               # What the model is called with
     "What the model is called with: a float matrix (numeric models, the fast path), a typed DataFrame, or a tensor"
     shape = getattr(model, 'tensor_shape', None)
     if shape is not None and (len(shape) != 2 or model.tensor_dtype.kind not in 'fiu'): return to_tensor(rows, model, max_rows)
@@ -310,6 +378,7 @@ def to_input(rows:list, model, max_rows:int=10_000, max_abs:float=MAX_FEATURE_AB
 # %% ../../nbs/22_models.serving.ipynb #7a3207da
 SCORING_FORMATS = ('dataframe_split', 'dataframe_records', 'instances', 'inputs')
 
+# %% ../../nbs/22_models.serving.ipynb #c875c917
 def _columnar(v:dict, field:str)->list:
     "{column: [values]} (or {column: value}, one row) as records"
     lists = {k: x for k, x in v.items() if isinstance(x, list)}
@@ -318,7 +387,27 @@ def _columnar(v:dict, field:str)->list:
         raise RequestError(f'`{field}` as an object must map each column to a list of values, all lists of the same length')
     return [dict(zip(v, vals)) for vals in zip(*v.values())]
 
-def scoring_rows(body, model)->tuple:
+# %% ../../nbs/22_models.serving.ipynb #d5b56cd9
+def _split_rows(v, model)->list:
+    "The rows of a `dataframe_split` (`{'columns': [...], 'data': [[...]]}`): records when the model has column names"
+    if not isinstance(v, dict) or not isinstance(v.get('data'), list):
+        raise RequestError(f'`dataframe_split` must be an object {{"columns": [names], "data": [[values], ...]}}, got {_json_name(v)}')
+    cols, data = v.get('columns'), v['data']
+    if cols is None: return data
+    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+        raise RequestError('`dataframe_split.columns` must be a list of column names (strings)')
+    if len(set(cols)) != len(cols): raise RequestError(f'`dataframe_split.columns` names a column twice: {cols[:20]}')
+    for i, r in enumerate(data):
+        if not isinstance(r, list) or len(r) != len(cols):
+            raise RequestError(f'row {i} of `dataframe_split.data` must be a list of {len(cols)} values, one per column; it is {_json_name(r)}'
+                               + (f' of {len(r)}' if isinstance(r, list) else ''))
+    if not getattr(model, 'columns', None): return data     # no names to match: in the given order
+    return [dict(zip(cols, r)) for r in data]
+
+# %% ../../nbs/22_models.serving.ipynb #4a53bc38
+def scoring_rows(body,   # A parsed JSON body of MLflow's scoring protocol
+                 model,  # The version it is for (its `columns`, `n_features`, `tensor_shape`)
+                )->tuple:  # (rows, params)
     "MLflow's scoring protocol (a parsed JSON body) as (rows, params): rows of lists or objects, as `to_input` takes them"
     fields = ', '.join(SCORING_FORMATS)
     if not isinstance(body, dict):
@@ -330,20 +419,7 @@ def scoring_rows(body, model)->tuple:
     k, params = keys[0], body.get('params')
     v = body[k]
     if params is not None and not isinstance(params, dict): raise RequestError(f'`params` must be an object, got {_json_name(params)}')
-    if k == 'dataframe_split':
-        if not isinstance(v, dict) or not isinstance(v.get('data'), list):
-            raise RequestError(f'`dataframe_split` must be an object {{"columns": [names], "data": [[values], ...]}}, got {_json_name(v)}')
-        cols, data = v.get('columns'), v['data']
-        if cols is None: return data, params
-        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
-            raise RequestError('`dataframe_split.columns` must be a list of column names (strings)')
-        if len(set(cols)) != len(cols): raise RequestError(f'`dataframe_split.columns` names a column twice: {cols[:20]}')
-        for i, r in enumerate(data):
-            if not isinstance(r, list) or len(r) != len(cols):
-                raise RequestError(f'row {i} of `dataframe_split.data` must be a list of {len(cols)} values, one per column; it is {_json_name(r)}'
-                                   + (f' of {len(r)}' if isinstance(r, list) else ''))
-        if not getattr(model, 'columns', None): return data, params     # no names to match: in the given order
-        return [dict(zip(cols, r)) for r in data], params
+    if k == 'dataframe_split': return _split_rows(v, model), params
     if k == 'dataframe_records':
         if isinstance(v, dict): return _columnar(v, k), params
         if not isinstance(v, list): raise RequestError(f'`dataframe_records` must be a list of records (objects column -> value), got {_json_name(v)}')
@@ -357,7 +433,10 @@ def scoring_rows(body, model)->tuple:
         return [list(r.values()) if isinstance(r, dict) else r for r in v], params
     return v, params
 
-def csv_rows(text:str, model)->list:
+# %% ../../nbs/22_models.serving.ipynb #ebe2ef1f
+def csv_rows(text:str,  # A CSV body: a header, then rows (`DataFrame.to_csv(index=False)`)
+             model,     # The version it is for (its `types`, `columns`)
+            )->list:    # The rows, as `to_input` takes them
     "A CSV body (a header, then rows: `DataFrame.to_csv(index=False)`) as records; strings stay strings for string columns"
     import io, pandas as pd
     types = getattr(model, 'types', None) or {}
@@ -369,7 +448,6 @@ def csv_rows(text:str, model)->list:
 # %% ../../nbs/22_models.serving.ipynb #5aa49530
 from .canary import route, served_split   # the canary owns the routing hash and the split's meaning
 
-
 # %% ../../nbs/22_models.serving.ipynb #387bf9e8
 def _run_lineage(client, run_id)->dict:
     "What /model/info says of a version's origin: its run and the links it carries (see `mlops_nb.lineage`)"
@@ -378,6 +456,7 @@ def _run_lineage(client, run_id)->dict:
     except Exception: tags = {}
     return {'run_id': run_id, **run_links(tags)}
 
+# %% ../../nbs/22_models.serving.ipynb #8d166b61
 def _input_refused(e:Exception)->bool:
     "Whether a model's exception is its input check refusing the values it was sent (scikit-learn's `check_array`)"
     msg = str(e).lower()
@@ -386,10 +465,17 @@ def _input_refused(e:Exception)->bool:
     return isinstance(e, (ValueError, FloatingPointError, OverflowError)) and any(
         s in msg for s in ('contains infinity', 'too large', 'contains nan', 'overflow', 'unknown categor'))
 
+# %% ../../nbs/22_models.serving.ipynb #6e347f05
 class ModelServer:
     "The models behind the HTTP API: the alias's version, canary versions, metrics"
-    def __init__(self, model_name:str, alias:str='champion', *, registry=None, reload_interval:float=5.0, max_batch:int=10_000,
-                 max_abs:float=MAX_FEATURE_ABS,
+    def __init__(self,
+                 model_name:str,                # The registered model to serve
+                 alias:str='champion',          # The alias whose version is served (followed when it moves)
+                 *,
+                 registry=None,                 # A `ModelRegistry` of `model_name`; the workspace's by default
+                 reload_interval:float=5.0,     # Seconds between looks at the alias and the canary split; 0: never
+                 max_batch:int=10_000,          # Most rows (or entities) in one request
+                 max_abs:float=MAX_FEATURE_ABS, # Largest absolute feature value taken
                  online_store=None, # The online store for entity requests: a URL or an `OnlineFeatureStore`; the workspace's (MLOPS_NB_ONLINE_STORE) by default
                  online_prefix:str|None=None, # Its Redis key prefix (MLOPS_NB_ONLINE_PREFIX); the store's default otherwise
                 ):
@@ -421,68 +507,95 @@ class ModelServer:
             self.models[v].registered_at = _iso(mv.creation_timestamp)
         return v
 
-    def refresh(self):
-        "Follow the registry once: the alias's version, and the traffic split a `CanaryDeployment` stored for it"
-        from mlops_nb.models.canary import CanaryDeployment
-        v = str(self.registry.client.get_model_version_by_alias(self.name, self.alias).version)
-        if v != self.primary:
-            self._load(v); self.models[v].alias = self.alias
-            with self._lock: self.primary, self.split = v, {k: s for k,s in self.split.items() if k != v}
-        split = served_split(CanaryDeployment(self.registry).traffic_split, self.primary)
-        for k in split: self._load(k)
-        with self._lock: self.split = split
+# %% ../../nbs/22_models.serving.ipynb #2ca915bf
+@patch
+def refresh(self:ModelServer):
+    "Follow the registry once: the alias's version, and the traffic split a `CanaryDeployment` stored for it"
+    from mlops_nb.models.canary import CanaryDeployment
+    v = str(self.registry.client.get_model_version_by_alias(self.name, self.alias).version)
+    if v != self.primary:
+        self._load(v); self.models[v].alias = self.alias
+        with self._lock: self.primary, self.split = v, {k: s for k,s in self.split.items() if k != v}
+    split = served_split(CanaryDeployment(self.registry).traffic_split, self.primary)
+    for k in split: self._load(k)
+    with self._lock: self.split = split
 
-    def _watch(self):
-        "`refresh` every `reload_interval` seconds until `stop()`; a failure is logged (once per distinct error), never fatal"
-        import logging
-        log, last = logging.getLogger('mlops_nb.serving'), None
-        while not self._stop.wait(self.reload_interval):
-            try: self.refresh(); last = None
-            except Exception as e:     # the registry may be briefly unreachable: keep serving what is loaded
-                if repr(e) != last: log.warning('model %s: could not follow alias %r: %s: %s', self.name, self.alias, type(e).__name__, e)
-                last = repr(e)
+# %% ../../nbs/22_models.serving.ipynb #8f9818c9
+@patch
+def _watch(self:ModelServer):
+    "`refresh` every `reload_interval` seconds until `stop()`; a failure is logged (once per distinct error), never fatal"
+    import logging
+    log, last = logging.getLogger('mlops_nb.serving'), None
+    while not self._stop.wait(self.reload_interval):
+        try: self.refresh(); last = None
+        except Exception as e:     # the registry may be briefly unreachable: keep serving what is loaded
+            if repr(e) != last: log.warning('model %s: could not follow alias %r: %s: %s', self.name, self.alias, type(e).__name__, e)
+            last = repr(e)
 
-    def stop(self):
-        "Stop following the registry (the app's shutdown calls it)"
-        self._stop.set()
+# %% ../../nbs/22_models.serving.ipynb #0eb97d39
+@patch
+def stop(self:ModelServer):
+    "Stop following the registry (the app's shutdown calls it)"
+    self._stop.set()
 
-    def pick(self, key:str|None)->LoadedModel:
-        with self._lock: split, primary = dict(self.split), self.primary
-        if not split: return self.models[primary]
-        full = {**split, primary: max(0.0, 1 - sum(split.values()))}
-        return self.models[route(full, key, salt=self.name)]
+# %% ../../nbs/22_models.serving.ipynb #1a8a0ce3
+@patch
+def pick(self:ModelServer,
+         key:str|None,  # The request's key (`X-Request-Key`, an entity id): the same key reaches the same version
+        )->LoadedModel: # The version that answers
+    "The version that answers a request with `key`: the primary, or a canary version by the split"
+    with self._lock: split, primary = dict(self.split), self.primary
+    if not split: return self.models[primary]
+    full = {**split, primary: max(0.0, 1 - sum(split.values()))}
+    return self.models[route(full, key, salt=self.name)]
 
-    def answer(self, rows:list|None, key:str|None=None, params:dict|None=None, parse=None, proba:bool=True)->dict:
-        """Predict for rows; raises `RequestError` for bad input (never counted against the version) and for model failures (counted).
-        `parse(model)`, when given, makes `(rows, params)` from the request for the version it was routed to (its signature)."""
-        m = self.pick(key)
-        if parse is not None: rows, params = parse(m)
-        return self.run_model(m, to_input(rows, m, self.max_batch, self.max_abs), params, proba=proba)
+# %% ../../nbs/22_models.serving.ipynb #7fd6a5ae
+@patch
+def run_model(self:ModelServer,
+              m:LoadedModel,          # The version to call
+              X,                      # Its input, as `to_input` built it
+              params:dict|None=None,  # Inference parameters (a pyfunc's only)
+              proba:bool=True,        # Also probabilities (scikit-learn classifiers)
+             )->dict:                 # predictions, probabilities, model_version, and `scoring` (MLflow's form)
+    "The answer of version `m` to its input `X`, counted in its metrics; a model failure is a `RequestError` 500 (counted), a refusal 422 (not)"
+    who = f'model {self.name} version {m.label} (MLflow version {m.version})' if m.label != m.version else f'model {self.name} version {m.version}'
+    t0 = time.perf_counter()
+    try: pred, prob = m.predict(X, params if m.kind == 'pyfunc' else None, proba=proba)
+    except Exception as e:
+        if _input_refused(e): raise RequestError(f'{who} can\'t take these features: {e}', 422) from None
+        self.metrics.errors.labels(m.version).inc()
+        raise RequestError(f'{who} failed: {type(e).__name__}: {e}', 500) from None
+    dt = time.perf_counter() - t0
+    flat = _flat(pred)
+    if (flat is not None and flat.dtype.kind in 'fc' and not np.isfinite(flat).all()) or (prob is not None and not np.isfinite(prob).all()):
+        self.metrics.errors.labels(m.version).inc()
+        raise RequestError(f'{who} failed: it answered NaN or infinity for finite features', 500)
+    scoring = to_json_predictions(pred, flat=False)       # what `mlflow models serve` would answer
+    pred = to_json_predictions(pred) if flat is not None and not isinstance(pred, np.ndarray) else scoring
+    if flat is not None: self.metrics.count_predictions(pred, m.version, task=m.task)
+    else: self.metrics.predictions.labels(m.version, 'structured').inc(len(pred))   # several outputs per row: counted, not by value
+    self.metrics.latency.labels(m.version).observe(dt)
+    return dict(predictions=pred, probabilities=None if prob is None else prob.tolist(), model_version=m.version, scoring=scoring)
 
-    def run_model(self, m:LoadedModel, X, params:dict|None=None, proba:bool=True)->dict:
-        "The answer of version `m` to its input `X`, counted in its metrics; a model failure is a `RequestError` 500 (counted), a refusal 422 (not)"
-        who = f'model {self.name} version {m.label} (MLflow version {m.version})' if m.label != m.version else f'model {self.name} version {m.version}'
-        t0 = time.perf_counter()
-        try: pred, prob = m.predict(X, params if m.kind == 'pyfunc' else None, proba=proba)
-        except Exception as e:
-            if _input_refused(e): raise RequestError(f'{who} can\'t take these features: {e}', 422) from None
-            self.metrics.errors.labels(m.version).inc()
-            raise RequestError(f'{who} failed: {type(e).__name__}: {e}', 500) from None
-        dt = time.perf_counter() - t0
-        flat = _flat(pred)
-        if (flat is not None and flat.dtype.kind in 'fc' and not np.isfinite(flat).all()) or (prob is not None and not np.isfinite(prob).all()):
-            self.metrics.errors.labels(m.version).inc()
-            raise RequestError(f'{who} failed: it answered NaN or infinity for finite features', 500)
-        scoring = to_json_predictions(pred, flat=False)       # what `mlflow models serve` would answer
-        pred = to_json_predictions(pred) if flat is not None and not isinstance(pred, np.ndarray) else scoring
-        if flat is not None: self.metrics.count_predictions(pred, m.version, task=m.task)
-        else: self.metrics.predictions.labels(m.version, 'structured').inc(len(pred))   # several outputs per row: counted, not by value
-        self.metrics.latency.labels(m.version).observe(dt)
-        return dict(predictions=pred, probabilities=None if prob is None else prob.tolist(), model_version=m.version, scoring=scoring)
-
+# %% ../../nbs/22_models.serving.ipynb #fc8c22bc
+@patch
+def answer(self:ModelServer,
+           rows:list|None,          # The rows (lists or objects), or None when `parse` makes them
+           key:str|None=None,       # The request's key, for canary routing
+           params:dict|None=None,   # Inference parameters for a pyfunc
+           parse=None,              # `parse(model) -> (rows, params)`: rows from the request, for the version it was routed to
+           proba:bool=True,         # Also probabilities (scikit-learn classifiers)
+          )->dict:                  # The answer of `run_model`
+    """Predict for rows; raises `RequestError` for bad input (never counted against the version) and for model failures (counted).
+    `parse(model)`, when given, makes `(rows, params)` from the request for the version it was routed to (its signature)."""
+    m = self.pick(key)
+    if parse is not None: rows, params = parse(m)
+    return self.run_model(m, to_input(rows, m, self.max_batch, self.max_abs), params, proba=proba)
 
 # %% ../../nbs/22_models.serving.ipynb #a76f3fd8
-def entity_ids(v, max_rows:int=10_000)->list:
+def entity_ids(v,                    # The `entities` of a request
+               max_rows:int=10_000,  # Most entities in one request (more: a 413)
+              )->list:               # The ids as strings
     "The `entities` of a request as the stores key them (strings; `7` and `'7'` are one entity), or a `RequestError` naming the bad one"
     if not isinstance(v, list): raise RequestError(f'`entities` must be a list of entity ids (strings or integers), got {_json_name(v)}')
     if not v: raise RequestError('`entities` is empty: send at least one entity id')
@@ -496,6 +609,7 @@ def entity_ids(v, max_rows:int=10_000)->list:
         raise RequestError(f'an entity id must be a non-empty string or an integer; {_json_name(e)}{at} is not')
     return out
 
+# %% ../../nbs/22_models.serving.ipynb #5aaf2442
 def _plan(m:LoadedModel)->dict:
     "column -> (online group, feature) for a version, from its lineage; a `RequestError` when its lineage does not say"
     o = m.online or {}
@@ -508,6 +622,7 @@ def _plan(m:LoadedModel)->dict:
     if unknown: raise RequestError(f'the lineage of model {m.name} version {m.label} names no online group for features {unknown}', 422)
     return {c: (refs.get(c) or o['group'], c) for c in m.columns}
 
+# %% ../../nbs/22_models.serving.ipynb #dbfb0f71
 def _entity_type_ok(m:LoadedModel, ids:list):
     "Entity ids of the kind the model was trained on: integer ids refuse 'abc'"
     if (m.online or {}).get('entity_type') != 'integer': return
@@ -516,12 +631,16 @@ def _entity_type_ok(m:LoadedModel, ids:list):
         raise RequestError(f"entity id {bad!r} is not an integer: model {m.name} version {m.label} was trained on integer ids "
                            f"({(m.online or {}).get('entity_column', 'entity_id')})")
 
+# %% ../../nbs/22_models.serving.ipynb #2f99e610
 def _strict_categories(m:LoadedModel)->dict:
     "feature -> known categories, for the features whose pipeline refuses a category never seen in training"
     if m.fep is None: return {}
     return {n: set(st['categories']) for n, st in m.fep.stats_.items() if st['transform'] in ('label', 'onehot') and st.get('unseen') == 'error'}
 
-def no_extra_columns(rows:list, m)->list:
+# %% ../../nbs/22_models.serving.ipynb #12fd16ba
+def no_extra_columns(rows:list,  # The rows of a request, as sent
+                     m,          # The version they are for (its `columns`)
+                    )->list:     # `rows`, unchanged
     "Rows as sent, or a `RequestError` naming the columns of an object row the model does not take (a typo must not pass silently)"
     names = set(getattr(m, 'columns', None) or [])
     for i, r in enumerate(rows if names and isinstance(rows, list) else []):
@@ -529,9 +648,13 @@ def no_extra_columns(rows:list, m)->list:
             raise RequestError(f"unknown features {extra[:10]}{f' in row {i}' if len(rows) > 1 else ''}: the model takes {sorted(names)}")
     return rows
 
+# %% ../../nbs/22_models.serving.ipynb #ec6564fa
 _DTYPES = {'double': 'float64', 'float': 'float32', 'long': 'int64', 'integer': 'int32', 'boolean': 'bool'}
 
-def _entity_input(m:LoadedModel, rows:list):
+# %% ../../nbs/22_models.serving.ipynb #af0ac061
+def entity_input(m:LoadedModel,  # The version to call
+                 rows:list,      # Raw rows: dicts column -> checked value, None where missing
+                ):               # `PipelineRows`, a float matrix, or a typed DataFrame
     """The model input of raw rows (dicts column -> checked value, None where missing): rows through the model's feature
     pipeline (its one-row path: no DataFrame, ~30x cheaper for one entity), a float matrix, or a frame typed by the signature"""
     steps = getattr(m.model, 'steps', None)
@@ -549,10 +672,7 @@ def _entity_input(m:LoadedModel, rows:list):
         else: data[c] = pd.Series(vals, dtype=None if any(v is not None for v in vals) else object)
     return pd.DataFrame(data, columns=m.columns)
 
-
 # %% ../../nbs/22_models.serving.ipynb #4045994e
-from fastcore.basics import patch
-
 @patch
 def online_info(self:ModelServer)->dict:
     "Which online store entity requests read: its URL (no password), backend, Redis key prefix, and where the setting came from"
@@ -564,6 +684,7 @@ def online_info(self:ModelServer)->dict:
     return dict(url=redact(str(url)), backend=backend, prefix=self._online_prefix or (None if backend == 'sqlite' else 'mlops_nb:features'),
                 source=origin, connected=self._online is not None)
 
+# %% ../../nbs/22_models.serving.ipynb #c2b7d138
 @patch(as_prop=True)
 def online(self:ModelServer):
     "The `OnlineFeatureStore` entity requests read (opened on first use); a `RequestError` 503 when it can't be reached"
@@ -579,8 +700,34 @@ def online(self:ModelServer):
                         raise RequestError(f'the online store can\'t be reached, so entities can\'t be looked up: {e}', 503) from None
     return self._online
 
+# %% ../../nbs/22_models.serving.ipynb #4cc45816
+def _entity_row(m:LoadedModel, plan:dict, raw:dict, absent:set, eid:str, max_abs:float)->tuple:
+    "(row, imputed) of entity `eid` for version `m` from its `raw` stored values, or a `RequestError` 404/422 naming the problem"
+    fills = set(m.fep.imputed_features_) if m.fep is not None else set()
+    may_miss = fills if m.fep is not None else m.optional      # the pipeline's imputation decides; else the signature
+    missing = [c for c in m.columns if raw[c] is None]
+    unfilled = [c for c in missing if c not in may_miss]
+    if unfilled:
+        raise RequestError((f"entity {eid!r} is not in the online store (group {', '.join(map(repr, sorted(absent)))})"
+                            if len(absent) == len(set(g for g, _ in plan.values()))
+                            else f"entity {eid!r} has no value for {unfilled[:10]} in the online store") +
+                           ("; the model's pipeline imputes only " + str(sorted(fills)) if fills else '; the model imputes no feature'), 404)
+    row = {c: None if raw[c] is None else _cell(raw[c], (m.types or {}).get(c, 'double'), True,
+                                                 f'feature {c!r} of entity {eid!r} in the online store', max_abs)
+           for c in m.columns}
+    cats = _strict_categories(m)
+    if (new := next(((c, row[c]) for c in cats if c in row and row[c] is not None and str(row[c]) not in cats[c]), None)):
+        raise RequestError(f"feature {new[0]!r} of entity {eid!r} in the online store is {new[1]!r}, a category never seen "
+                           f"in training (known: {sorted(cats[new[0]])[:10]})", 422)
+    return row, [c for c in missing if c in fills]
+
+# %% ../../nbs/22_models.serving.ipynb #522ed221
 @patch
-def answer_entities(self:ModelServer, entities, key:str|None=None, return_features:bool=False)->dict:
+def answer_entities(self:ModelServer,
+                    entities,                    # The entity ids of the request
+                    key:str|None=None,           # The request's key for canary routing; else each entity's id
+                    return_features:bool=False,  # Also answer the raw values read from the online store
+                   )->dict:                      # Per entity: predictions, probabilities, versions, errors, imputed, status
     "Predict for entity ids from their latest online features: each entity routed by its id (or `key`), one online round trip"
     ids = entity_ids(entities, self.max_batch)
     routed = {}                                   # version -> (model, positions)
@@ -595,33 +742,16 @@ def answer_entities(self:ModelServer, entities, key:str|None=None, return_featur
     n = len(ids)
     preds, probs, versions, errors, imputed, feats, status = [None]*n, [None]*n, [None]*n, [None]*n, [[] for _ in range(n)], [None]*n, [200]*n
     for v, (m, pos) in routed.items():
-        plan, fills = plans[v], set(m.fep.imputed_features_) if m.fep is not None else set()
-        may_miss = fills if m.fep is not None else m.optional      # the pipeline's imputation decides; else the signature
         ok, rows = [], []
         for i in pos:
             versions[i] = m.version
-            raw = {c: (stored[g][i] or {}).get(f) for c, (g, f) in plan.items()}
-            feats[i] = raw
-            absent = sorted({g for g, _ in plan.values() if stored[g][i] is None})
-            missing = [c for c in m.columns if raw[c] is None]
-            unfilled = [c for c in missing if c not in may_miss]
-            if unfilled:
-                errors[i] = (f"entity {ids[i]!r} is not in the online store (group {', '.join(map(repr, absent))})" if len(absent) == len(set(g for g, _ in plan.values()))
-                             else f"entity {ids[i]!r} has no value for {unfilled[:10]} in the online store") + \
-                            ("; the model's pipeline imputes only " + str(sorted(fills)) if fills else '; the model imputes no feature')
-                status[i] = 404; continue
-            try: row = {c: None if raw[c] is None else _cell(raw[c], (m.types or {}).get(c, 'double'), True, f'feature {c!r} of entity {ids[i]!r} in the online store', self.max_abs)
-                        for c in m.columns}
-            except RequestError as e: errors[i], status[i] = str(e), 422; continue
-            cats = _strict_categories(m)
-            if (new := next(((c, row[c]) for c in cats if c in row and row[c] is not None and str(row[c]) not in cats[c]), None)):
-                errors[i], status[i] = (f"feature {new[0]!r} of entity {ids[i]!r} in the online store is {new[1]!r}, a category never seen "
-                                        f"in training (known: {sorted(cats[new[0]])[:10]})"), 422
-                continue
-            imputed[i] = [c for c in missing if c in fills]
+            feats[i] = raw = {c: (stored[g][i] or {}).get(f) for c, (g, f) in plans[v].items()}
+            absent = {g for g, _ in plans[v].values() if stored[g][i] is None}
+            try: row, imputed[i] = _entity_row(m, plans[v], raw, absent, ids[i], self.max_abs)
+            except RequestError as e: errors[i], status[i] = str(e), e.status; continue
             ok.append(i); rows.append(row)
         if not ok: continue
-        r = self.run_model(m, _entity_input(m, rows))
+        r = self.run_model(m, entity_input(m, rows))
         for j, i in enumerate(ok):
             preds[i] = r['predictions'][j]
             probs[i] = None if r['probabilities'] is None else r['probabilities'][j]
@@ -631,12 +761,13 @@ def answer_entities(self:ModelServer, entities, key:str|None=None, return_featur
     if return_features: out['features'] = feats
     return out
 
-
 # %% ../../nbs/22_models.serving.ipynb #b0d11a02
 DEFAULT_MAX_BODY = 8 * 2**20
 _UNITS = {'': 1, 'b': 1, 'kb': 1000, 'mb': 1000**2, 'gb': 1000**3, 'k': 1024, 'kib': 1024, 'm': 1024**2, 'mib': 1024**2, 'gib': 1024**3}
 
-def parse_size(v)->int:
+# %% ../../nbs/22_models.serving.ipynb #4ec1d9f9
+def parse_size(v,       # A number of bytes, or a string like '1048576', '1MiB', '500KB'
+              )->int:   # Bytes
     "Bytes from an int or a string like '1048576', '1MiB', '500KB'"
     if isinstance(v, int) and not isinstance(v, bool) and v > 0: return v
     import re
@@ -644,49 +775,64 @@ def parse_size(v)->int:
     if m and m[2].lower() in _UNITS and float(m[1]) > 0: return int(float(m[1]) * _UNITS[m[2].lower()])
     raise ValueError(f"a body size limit must be a positive number of bytes, optionally with a unit (1048576, 1MiB, 500KB), got {v!r}")
 
+# %% ../../nbs/22_models.serving.ipynb #25a2336d
 class BodyLimit:
     "ASGI middleware: refuse bodies over `max_bytes` with 413 (by Content-Length before reading, else while streaming)"
-    def __init__(self, app, max_bytes:int=DEFAULT_MAX_BODY, on_refuse=None, error_body=None):
+    def __init__(self,
+                 app,                           # The ASGI app behind it
+                 max_bytes:int=DEFAULT_MAX_BODY, # Largest body in bytes (or a size like '1MiB')
+                 on_refuse=None,                # `on_refuse(path, status)`, called on each refusal
+                 error_body=None,               # `error_body(path, status, msg) -> dict`, the refusal's JSON; `{'error': msg}` by default
+                ):
         self.app, self.max_bytes, self.on_refuse, self.error_body = app, parse_size(max_bytes), on_refuse, error_body
 
-    async def refuse(self, scope, send, status:int, msg:str):
-        if self.on_refuse: self.on_refuse(scope.get('path', ''), status)
-        body = json.dumps(self.error_body(scope.get('path', ''), status, msg) if self.error_body else {'error': msg}).encode()
-        await send({'type': 'http.response.start', 'status': status, 'headers': [
-            (b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()), (b'connection', b'close')]})
-        await send({'type': 'http.response.body', 'body': body})
+# %% ../../nbs/22_models.serving.ipynb #19fcf99f
+@patch
+async def refuse(self:BodyLimit,
+                 scope,       # The request's ASGI scope
+                 send,        # The ASGI `send`
+                 status:int,  # The HTTP status of the refusal
+                 msg:str,     # What is wrong, and what to do
+                ):
+    "Answer the refusal: JSON of `error_body` (or `{'error': msg}`), and close the connection"
+    if self.on_refuse: self.on_refuse(scope.get('path', ''), status)
+    body = json.dumps(self.error_body(scope.get('path', ''), status, msg) if self.error_body else {'error': msg}).encode()
+    await send({'type': 'http.response.start', 'status': status, 'headers': [
+        (b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()), (b'connection', b'close')]})
+    await send({'type': 'http.response.body', 'body': body})
 
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http': return await self.app(scope, receive, send)
-        limit, cl = self.max_bytes, dict(scope['headers']).get(b'content-length')
-        too_big = (f'the request body is larger than the limit of {limit:,} bytes: send fewer rows per request '
-                   f'(or start the server with a larger MLOPS_NB_SERVE_MAX_BODY)')
-        if cl is not None:
-            if not cl.strip().isdigit(): return await self.refuse(scope, send, 400, f'the Content-Length header is not a number: {cl[:40]!r}')
-            if int(cl) > limit: return await self.refuse(scope, send, 413, f'{too_big}; Content-Length is {int(cl):,}')
-        chunks, n = [], 0
-        while True:
-            msg = await receive()
-            if msg['type'] != 'http.request': return                # the client went away
-            chunk = msg.get('body', b''); n += len(chunk)
-            if n > limit: return await self.refuse(scope, send, 413, too_big)
-            chunks.append(chunk)
-            if not msg.get('more_body', False): break
-        body, given = b''.join(chunks), False
-        async def replay():
-            nonlocal given
-            if given: return await receive()
-            given = True
-            return {'type': 'http.request', 'body': body, 'more_body': False}
-        await self.app(scope, replay, send)
+# %% ../../nbs/22_models.serving.ipynb #8e7e8e31
+@patch
+async def __call__(self:BodyLimit, scope, receive, send):
+    if scope['type'] != 'http': return await self.app(scope, receive, send)
+    limit, cl = self.max_bytes, dict(scope['headers']).get(b'content-length')
+    too_big = (f'the request body is larger than the limit of {limit:,} bytes: send fewer rows per request '
+               f'(or start the server with a larger MLOPS_NB_SERVE_MAX_BODY)')
+    if cl is not None:
+        if not cl.strip().isdigit(): return await self.refuse(scope, send, 400, f'the Content-Length header is not a number: {cl[:40]!r}')
+        if int(cl) > limit: return await self.refuse(scope, send, 413, f'{too_big}; Content-Length is {int(cl):,}')
+    chunks, n = [], 0
+    while True:
+        msg = await receive()
+        if msg['type'] != 'http.request': return                # the client went away
+        chunk = msg.get('body', b''); n += len(chunk)
+        if n > limit: return await self.refuse(scope, send, 413, too_big)
+        chunks.append(chunk)
+        if not msg.get('more_body', False): break
+    body, given = b''.join(chunks), False
+    async def replay():
+        nonlocal given
+        if given: return await receive()
+        given = True
+        return {'type': 'http.request', 'body': body, 'more_body': False}
+    await self.app(scope, replay, send)
 
 # %% ../../nbs/22_models.serving.ipynb #b0d11a05
-from pydantic import BaseModel, Field
-
 class ErrorAnswer(BaseModel):
     "What is wrong with a request, and what to do"
     error: str = Field(description='what is wrong, and what to send instead')
 
+# %% ../../nbs/22_models.serving.ipynb #290d81aa
 class PredictAnswer(BaseModel):
     "The answer of POST /predict (the seed's; an entity request adds `entity`, `imputed` and, when asked, `features`)"
     prediction: int|float|str|bool = Field(description='the predicted class or value')
@@ -697,6 +843,7 @@ class PredictAnswer(BaseModel):
     imputed: list[str]|None = Field(None, description="an entity request: the features missing in the online store that the model's pipeline filled")
     features: dict|None = Field(None, description='an entity request with return_features: the raw values read from the online store')
 
+# %% ../../nbs/22_models.serving.ipynb #08bce58c
 class BatchAnswer(BaseModel):
     "The answer of POST /predict/batch (an entity request: one entry per entity, null where its row has an error)"
     predictions: list[int|float|str|bool|None]
@@ -709,17 +856,21 @@ class BatchAnswer(BaseModel):
     imputed: list[list[str]]|None = Field(None, description="an entity request: per entity, the features the model's pipeline filled")
     features: list[dict|None]|None = Field(None, description='an entity request with return_features: per entity, the raw values read from the online store')
 
+# %% ../../nbs/22_models.serving.ipynb #88e34f23
 class ScoringAnswer(BaseModel):
     "The answer of POST /invocations (MLflow's scoring protocol); the version that answered is in the header X-Model-Version"
     predictions: list = Field(description="the model's answers, one per row, as `mlflow models serve` writes them")
 
+# %% ../../nbs/22_models.serving.ipynb #0953af9a
+_ERROR_CODES = {400: 'BAD_REQUEST', 413: 'RESOURCE_LIMIT_EXCEEDED', 415: 'BAD_REQUEST', 422: 'INVALID_PARAMETER_VALUE', 500: 'INTERNAL_ERROR'}
+
+# %% ../../nbs/22_models.serving.ipynb #e5ddaa54
 class ScoringError(BaseModel):
     "An error of POST /invocations, in MLflow's shape"
     error_code: str = Field(description="MLflow's error code: BAD_REQUEST, INVALID_PARAMETER_VALUE, RESOURCE_LIMIT_EXCEEDED, INTERNAL_ERROR")
     message: str = Field(description='what is wrong, and what to send instead')
 
-_ERROR_CODES = {400: 'BAD_REQUEST', 413: 'RESOURCE_LIMIT_EXCEEDED', 415: 'BAD_REQUEST', 422: 'INVALID_PARAMETER_VALUE', 500: 'INTERNAL_ERROR'}
-
+# %% ../../nbs/22_models.serving.ipynb #62bc9d3d
 def _value_schema(t:str|None, max_abs:float)->dict:
     "JSON Schema of one value of a column of type `t` in the signature"
     if t in ('long', 'integer'): return {'type': 'integer', 'minimum': -2**53, 'maximum': 2**53}      # the integers JSON carries exactly
@@ -729,6 +880,7 @@ def _value_schema(t:str|None, max_abs:float)->dict:
     if t in (None, 'double', 'float'): return {'type': 'number', 'minimum': -max_abs, 'maximum': max_abs}
     return {}
 
+# %% ../../nbs/22_models.serving.ipynb #abc4c803
 def _row_schemas(m:LoadedModel, max_abs:float)->tuple:
     "JSON Schemas of one row the model takes: (a list of its features in order, an object feature -> value or None)"
     types = m.types or {}
@@ -742,11 +894,13 @@ def _row_schemas(m:LoadedModel, max_abs:float)->tuple:
     return lst, {'type': 'object', 'properties': {c: _value_schema(types.get(c), max_abs) for c in m.columns},
                  'required': [c for c in m.columns if c not in m.optional], 'description': 'feature name -> value'}
 
+# %% ../../nbs/22_models.serving.ipynb #588b87e9
 def _row_schema(m:LoadedModel, max_abs:float)->dict:
     "JSON Schema of one row the model takes: a list of its features in order, or an object feature -> value"
     lst, obj = _row_schemas(m, max_abs)
     return lst if obj is None else {'anyOf': [lst, obj]}
 
+# %% ../../nbs/22_models.serving.ipynb #4892111f
 def _scoring_schema(m:LoadedModel, max_abs:float, max_batch:int)->dict:
     "JSON Schema of a body of MLflow's scoring protocol: exactly one of dataframe_split, dataframe_records, instances, inputs"
     lst, obj = _row_schemas(m, max_abs)
@@ -760,6 +914,7 @@ def _scoring_schema(m:LoadedModel, max_abs:float, max_batch:int)->dict:
                 k: s, 'params': {'type': 'object', 'description': "passed to a pyfunc model's predict"},
                 **{o: False for o in forms if o != k}}} for k, s in forms.items()]}
 
+# %% ../../nbs/22_models.serving.ipynb #841b9ba4
 def _entities_schema(m:LoadedModel, max_items:int)->dict:
     "JSON Schema of an entity request to a version with online features: ids of the kind it was trained on"
     item = ({'type': 'integer'} if (m.online or {}).get('entity_type') == 'integer' else
@@ -769,6 +924,7 @@ def _entities_schema(m:LoadedModel, max_items:int)->dict:
                      'description': f"entity ids ({(m.online or {}).get('entity_column', 'entity_id')})"},
         'return_features': {'type': 'boolean', 'description': 'also answer the raw feature values read from the online store'}}}
 
+# %% ../../nbs/22_models.serving.ipynb #fc656e35
 def _errors(*codes, model=ErrorAnswer)->dict:
     what = {400: 'the body is not JSON (or CSV), or not in the protocol', 413: 'the body, or the batch, is over the limit',
             415: 'a Content-Type other than application/json or text/csv',
@@ -778,127 +934,132 @@ def _errors(*codes, model=ErrorAnswer)->dict:
             500: 'the model failed on valid input (counted against its version)'}
     return {c: {'model': model, 'description': what[c]} for c in codes}
 
-# %% ../../nbs/22_models.serving.ipynb #19f84eaf
-def create_app(model_name:str, alias:str='champion', *, server:ModelServer|None=None,
-               max_body:int|str|None=None, # Largest request body in bytes (or '1MiB'); MLOPS_NB_SERVE_MAX_BODY, else 8 MiB
-               **kw):
-    "The FastAPI app serving `model_name@alias`"
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, Response, PlainTextResponse
-    from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
+# %% ../../nbs/22_models.serving.ipynb #b76ca6da
+def _now()->str: return datetime.now(timezone.utc).isoformat()
+
+# %% ../../nbs/22_models.serving.ipynb #adbb3cc3
+def _error_body(endpoint:str, status:int, msg:str)->dict:
+    "The JSON of an error answer: MLflow's shape on /invocations, `{'error': msg}` elsewhere"
+    return ({'error_code': _ERROR_CODES.get(status, 'BAD_REQUEST'), 'message': msg}
+            if endpoint == '/invocations' else {'error': msg})     # MLflow's shape there
+
+# %% ../../nbs/22_models.serving.ipynb #5f83c070
+def _fail(srv:ModelServer, e:RequestError, endpoint:str):
+    "The JSONResponse of a refused request, counted by endpoint and status"
+    from fastapi.responses import JSONResponse
+    srv.requests.labels(endpoint, str(e.status)).inc()
+    return JSONResponse(_error_body(endpoint, e.status, str(e)), status_code=e.status)
+
+# %% ../../nbs/22_models.serving.ipynb #4de35ad7
+def _parse_json(raw:bytes):
+    try: return json.loads(raw)
+    except json.JSONDecodeError as e: raise RequestError(f'the body is not JSON: {e.msg} at position {e.pos}', 400) from None
+    except (ValueError, RecursionError) as e: raise RequestError(f'the body is not JSON: {type(e).__name__}', 400) from None
+
+# %% ../../nbs/22_models.serving.ipynb #bc4a17a3
+def _scoring_request(srv:ModelServer, raw:bytes, key, content_type:str):
+    "/invocations: MLflow's scoring protocol, JSON or CSV"
+    ct = content_type.split(';')[0].strip().lower()
+    if ct == 'text/csv':
+        try: text = raw.decode('utf-8')
+        except UnicodeDecodeError: raise RequestError('the CSV body is not UTF-8 text', 400) from None
+        return srv.answer(None, key, parse=lambda m: (csv_rows(text, m), None), proba=False)   # MLflow's answer has none
+    if ct not in ('', 'application/json') and not ct.endswith('+json'):
+        raise RequestError(f'this server takes Content-Type application/json or text/csv; got {ct[:60]!r}', 415)
+    b = _parse_json(raw)
+    return srv.answer(None, key, parse=lambda m: scoring_rows(b, m), proba=False)
+
+# %% ../../nbs/22_models.serving.ipynb #6ce47c46
+def _entity_request(srv:ModelServer, b:dict, field, key):
+    "`{'entities': [ids], 'return_features': bool}`: predictions from the online store's latest values"
+    extra = [k for k in b if k not in ('entities', 'return_features')]
+    if extra: raise RequestError(f'an entity request has the fields entities and return_features; it also has {extra[:5]}: '
+                                 'send {"entities": [ids]} or {"features": ...}, not both' if field in extra else
+                                 f'an entity request has the fields entities and return_features; unknown field(s) {extra[:5]}')
+    rf = b.get('return_features', False)
+    if not isinstance(rf, bool): raise RequestError(f'`return_features` must be true or false, got {_json_name(rf)}')
+    ents = b['entities']
+    if field == 'features' and isinstance(ents, list) and len(ents) > 1:
+        raise RequestError(f'POST /predict answers one entity, got {len(ents)}: send them to POST /predict/batch')
+    r = srv.answer_entities(ents, key, rf)
+    if field == 'features' and r['errors'][0]: raise RequestError(r['errors'][0], r['status'][0])
+    return r
+
+# %% ../../nbs/22_models.serving.ipynb #5cb40ff8
+def _work(srv:ModelServer, raw:bytes, field, hint, rows, key, content_type=''):
+    "Parse, check and predict (in a worker thread: the event loop stays free for /health)"
+    if field is None: return _scoring_request(srv, raw, key, content_type)     # /invocations
+    b = _parse_json(raw)
+    if isinstance(b, dict) and 'entities' in b: return _entity_request(srv, b, field, key)
+    v = b.get(field) if isinstance(b, dict) else None
+    if v is None: raise RequestError(hint)
+    return srv.answer(None, key, parse=lambda m: (no_extra_columns(rows(v), m), None))
+
+# %% ../../nbs/22_models.serving.ipynb #2721adc5
+async def _answer(srv:ModelServer, request, endpoint:str, field, hint, rows):
+    "The model's answer to a request's `field`, or the JSONResponse of what is wrong with it"
     from starlette.concurrency import run_in_threadpool
-    max_body = parse_size(max_body or os.environ.get('MLOPS_NB_SERVE_MAX_BODY') or DEFAULT_MAX_BODY)
-    srv = server or ModelServer(model_name, alias, **kw)
-    from contextlib import asynccontextmanager
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-        srv.stop()     # the alias watcher ends with the app
-    app = FastAPI(title=f'mlops_nb: {model_name}@{alias}', lifespan=lifespan,
-                  description=f'Predictions of the registered model {model_name!r} (alias {alias!r}). Bad input gets a 4xx '
-                              f'answer saying what is wrong; bodies over {max_body:,} bytes get a 413 before they are read.')
-    app.state.server, app.state.max_body = srv, max_body
-    now = lambda: datetime.now(timezone.utc).isoformat()
-    endpoints = {'/predict', '/predict/batch', '/invocations'}
-    refused = lambda path, status: srv.requests.labels(path if path in endpoints else 'other', str(status)).inc()
-    error_body = lambda endpoint, status, msg: ({'error_code': _ERROR_CODES.get(status, 'BAD_REQUEST'), 'message': msg}
-                                                if endpoint == '/invocations' else {'error': msg})     # MLflow's shape there
-    app.add_middleware(BodyLimit, max_bytes=max_body, on_refuse=refused, error_body=error_body)
+    raw = await request.body()           # bounded by BodyLimit
+    try: r = await run_in_threadpool(_work, srv, raw, field, hint, rows, request.headers.get('x-request-key'),
+                                     request.headers.get('content-type', ''))
+    except RequestError as e: return _fail(srv, e, endpoint)
+    srv.requests.labels(endpoint, '200').inc()
+    return r
 
-    def fail(e:RequestError, endpoint):
-        srv.requests.labels(endpoint, str(e.status)).inc()
-        return JSONResponse(error_body(endpoint, e.status, str(e)), status_code=e.status)
+# %% ../../nbs/22_models.serving.ipynb #42e38af4
+def _describe_bodies(srv:ModelServer, bodies:dict):
+    "Fill `bodies` (path -> OpenAPI operation extras) with the request bodies of the served version"
+    m = srv.models[srv.primary]
+    lst, obj = _row_schemas(m, srv.max_abs)         # an object row names only the model's features (a typo is a 422)
+    row = lst if obj is None else {'anyOf': [lst, {**obj, 'additionalProperties': False}]}
+    one = {'type': 'object', 'required': ['features'], 'properties': {'features': row}}
+    many = {'type': 'object', 'required': ['instances'], 'properties': {
+            'instances': {'type': 'array', 'items': row, 'minItems': 1, 'maxItems': srv.max_batch}}}
+    if m.online and m.columns:            # the served version has online features: entity ids are a request form too
+        one['properties']['entities'] = many['properties']['entities'] = False
+        one, many = {'anyOf': [one, _entities_schema(m, 1)]}, {'anyOf': [many, _entities_schema(m, srv.max_batch)]}
+    bodies['/predict'].update(requestBody={'required': True, 'content': {'application/json': {'schema': one}}})
+    bodies['/predict/batch'].update(requestBody={'required': True, 'content': {'application/json': {'schema': many}}})
+    bodies['/invocations'].update(requestBody={'required': True, 'content': {'application/json': {'schema':
+        _scoring_schema(srv.models[srv.primary], srv.max_abs, srv.max_batch)}}})
 
-    def parse_json(raw:bytes):
-        try: return json.loads(raw)
-        except json.JSONDecodeError as e: raise RequestError(f'the body is not JSON: {e.msg} at position {e.pos}', 400) from None
-        except (ValueError, RecursionError) as e: raise RequestError(f'the body is not JSON: {type(e).__name__}', 400) from None
-
-    def work(raw:bytes, field, hint, rows, key, content_type=''):
-        "Parse, check and predict (in a worker thread: the event loop stays free for /health)"
-        if field is None:                       # /invocations: MLflow's scoring protocol, JSON or CSV
-            ct = content_type.split(';')[0].strip().lower()
-            if ct == 'text/csv':
-                try: text = raw.decode('utf-8')
-                except UnicodeDecodeError: raise RequestError('the CSV body is not UTF-8 text', 400) from None
-                return srv.answer(None, key, parse=lambda m: (csv_rows(text, m), None), proba=False)   # MLflow's answer has none
-            if ct not in ('', 'application/json') and not ct.endswith('+json'):
-                raise RequestError(f'this server takes Content-Type application/json or text/csv; got {ct[:60]!r}', 415)
-            b = parse_json(raw)
-            return srv.answer(None, key, parse=lambda m: scoring_rows(b, m), proba=False)
-        b = parse_json(raw)
-        if isinstance(b, dict) and 'entities' in b: return entity_request(b, field, key)
-        v = b.get(field) if isinstance(b, dict) else None
-        if v is None: raise RequestError(hint)
-        return srv.answer(None, key, parse=lambda m: (no_extra_columns(rows(v), m), None))
-
-    def entity_request(b:dict, field, key):
-        "`{'entities': [ids], 'return_features': bool}`: predictions from the online store's latest values"
-        extra = [k for k in b if k not in ('entities', 'return_features')]
-        if extra: raise RequestError(f'an entity request has the fields entities and return_features; it also has {extra[:5]}: '
-                                     'send {"entities": [ids]} or {"features": ...}, not both' if field in extra else
-                                     f'an entity request has the fields entities and return_features; unknown field(s) {extra[:5]}')
-        rf = b.get('return_features', False)
-        if not isinstance(rf, bool): raise RequestError(f'`return_features` must be true or false, got {_json_name(rf)}')
-        ents = b['entities']
-        if field == 'features' and isinstance(ents, list) and len(ents) > 1:
-            raise RequestError(f'POST /predict answers one entity, got {len(ents)}: send them to POST /predict/batch')
-        r = srv.answer_entities(ents, key, rf)
-        if field == 'features' and r['errors'][0]: raise RequestError(r['errors'][0], r['status'][0])
-        return r
-
-    async def answer(request, endpoint, field, hint, rows):
-        "The model's answer to a request's `field`, or the JSONResponse of what is wrong with it"
-        raw = await request.body()           # bounded by BodyLimit
-        try: r = await run_in_threadpool(work, raw, field, hint, rows, request.headers.get('x-request-key'),
-                                         request.headers.get('content-type', ''))
-        except RequestError as e: return fail(e, endpoint)
-        srv.requests.labels(endpoint, '200').inc()
-        return r
-
-    # the request bodies, described from the served model (refreshed whenever /openapi.json is asked for)
-    bodies = {'/predict': {}, '/predict/batch': {}, '/invocations': {}}
-    def describe_bodies():
-        m = srv.models[srv.primary]
-        lst, obj = _row_schemas(m, srv.max_abs)         # an object row names only the model's features (a typo is a 422)
-        row = lst if obj is None else {'anyOf': [lst, {**obj, 'additionalProperties': False}]}
-        one = {'type': 'object', 'required': ['features'], 'properties': {'features': row}}
-        many = {'type': 'object', 'required': ['instances'], 'properties': {
-                'instances': {'type': 'array', 'items': row, 'minItems': 1, 'maxItems': srv.max_batch}}}
-        if m.online and m.columns:            # the served version has online features: entity ids are a request form too
-            one['properties']['entities'] = many['properties']['entities'] = False
-            one, many = {'anyOf': [one, _entities_schema(m, 1)]}, {'anyOf': [many, _entities_schema(m, srv.max_batch)]}
-        bodies['/predict'].update(requestBody={'required': True, 'content': {'application/json': {'schema': one}}})
-        bodies['/predict/batch'].update(requestBody={'required': True, 'content': {'application/json': {'schema': many}}})
-        bodies['/invocations'].update(requestBody={'required': True, 'content': {'application/json': {'schema':
-            _scoring_schema(srv.models[srv.primary], srv.max_abs, srv.max_batch)}}})
-    describe_bodies()
-
+# %% ../../nbs/22_models.serving.ipynb #8d157f4e
+def _add_predict_route(app, srv:ModelServer, bodies:dict):
+    "POST /predict: one row, or one entity by id"
+    from fastapi.responses import Response
     @app.post('/predict', openapi_extra=bodies['/predict'], responses={200: {'model': PredictAnswer}, **_errors(400, 404, 413, 422, 500, 503)},
               summary='Predict one row, or one entity by id', description='Send `{"features": [numbers]}` or `{"features": {"name": number}}`; '
               'or, for a model trained with online features, `{"entities": ["u1"], "return_features": false}` (its latest values are read '
               'from the online store; an unknown entity is a 404). The header `X-Request-Key` keeps a caller on one version during a '
               'canary rollout; an entity request is routed by the entity id.')
     async def predict(request:Request):
-        r = await answer(request, '/predict', 'features', 'send {"features": [numbers]} or {"features": {"name": number}} '
-                         '(or {"entities": [id]} for a model trained with online features)', lambda f: [f])
+        r = await _answer(srv, request, '/predict', 'features', 'send {"features": [numbers]} or {"features": {"name": number}} '
+                          '(or {"entities": [id]} for a model trained with online features)', lambda f: [f])
         if isinstance(r, Response): return r
         if 'entities' in r:
             return {'prediction': r['predictions'][0], 'probability': None if r['probabilities'] is None else r['probabilities'][0],
-                    'model_version': r['model_versions'][0], 'timestamp': now(), 'entity': r['entities'][0], 'imputed': r['imputed'][0],
+                    'model_version': r['model_versions'][0], 'timestamp': _now(), 'entity': r['entities'][0], 'imputed': r['imputed'][0],
                     **({'features': r['features'][0]} if 'features' in r else {})}
         return {'prediction': r['predictions'][0], 'probability': None if r['probabilities'] is None else r['probabilities'][0],
-                'model_version': r['model_version'], 'timestamp': now()}
+                'model_version': r['model_version'], 'timestamp': _now()}
 
+# %% ../../nbs/22_models.serving.ipynb #275a5ec2
+def _add_batch_route(app, srv:ModelServer, bodies:dict):
+    "POST /predict/batch: many rows, or many entities by id"
+    from fastapi.responses import Response
     @app.post('/predict/batch', openapi_extra=bodies['/predict/batch'], responses={200: {'model': BatchAnswer}, **_errors(400, 413, 422, 500, 503)},
               summary='Predict many rows, or many entities by id', description=f'Send `{{"instances": [[numbers], ...]}}`, at most '
               f'{srv.max_batch:,} rows; or, for a model trained with online features, `{{"entities": [ids], "return_features": false}}`: '
               'one online-store round trip, an unknown entity is a per-row error (or imputed, when the model\'s pipeline imputes; `imputed` says which).')
     async def predict_batch(request:Request):
-        r = await answer(request, '/predict/batch', 'instances', 'send {"instances": [[numbers], ...]} '
-                         '(or {"entities": [ids]} for a model trained with online features)', lambda rows: rows)
-        return r if isinstance(r, Response) else {**{k: v for k, v in r.items() if k not in ('scoring', 'status')}, 'timestamp': now()}
+        r = await _answer(srv, request, '/predict/batch', 'instances', 'send {"instances": [[numbers], ...]} '
+                          '(or {"entities": [ids]} for a model trained with online features)', lambda rows: rows)
+        return r if isinstance(r, Response) else {**{k: v for k, v in r.items() if k not in ('scoring', 'status')}, 'timestamp': _now()}
 
+# %% ../../nbs/22_models.serving.ipynb #ac76d879
+def _add_invocations_route(app, srv:ModelServer, bodies:dict):
+    "POST /invocations: MLflow's scoring protocol, JSON or CSV (a drop-in for `mlflow models serve`)"
+    from fastapi.responses import JSONResponse, Response
     @app.post('/invocations', openapi_extra=bodies['/invocations'],
               responses={200: {'model': ScoringAnswer}, **_errors(400, 413, 415, 422, 500, model=ScoringError)},
               summary="Predict, MLflow's scoring protocol (a drop-in for `mlflow models serve`)",
@@ -907,10 +1068,15 @@ def create_app(model_name:str, alias:str='champion', *, server:ModelServer|None=
               '`params`; or CSV (`Content-Type: text/csv`, a header then rows). Answers `{"predictions": [...]}`; the version that '
               'answered is in the header `X-Model-Version`; errors are `{"error_code": ..., "message": ...}`.')
     async def invocations(request:Request):
-        r = await answer(request, '/invocations', None, None, None)
+        r = await _answer(srv, request, '/invocations', None, None, None)
         if isinstance(r, Response): return r
         return JSONResponse({'predictions': r['scoring']}, headers={'X-Model-Version': r['model_version']})
 
+# %% ../../nbs/22_models.serving.ipynb #5db253d1
+def _add_status_routes(app, srv:ModelServer):
+    "GET /model/info, /health, /ready and /metrics"
+    from fastapi.responses import JSONResponse, Response, PlainTextResponse
+    from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
     @app.get('/model/info', summary='The served version: its label, number, alias, task, features, canary split, lineage')
     def model_info():
         with srv._lock: primary, split = srv.primary, dict(srv.split)
@@ -930,13 +1096,46 @@ def create_app(model_name:str, alias:str='champion', *, server:ModelServer|None=
     @app.get('/metrics', response_class=PlainTextResponse, summary="Prometheus metrics (text format)")
     def metrics(): return Response(generate_latest(srv.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+# %% ../../nbs/22_models.serving.ipynb #feb04ec3
+def _live_openapi(app, srv:ModelServer, bodies:dict):
+    "Describe the request bodies again (from the version served now) whenever the OpenAPI document is built"
     build_openapi = app.openapi
     def openapi():
-        describe_bodies(); app.openapi_schema = None
+        _describe_bodies(srv, bodies); app.openapi_schema = None
         return build_openapi()
     app.openapi = openapi
+
+# %% ../../nbs/22_models.serving.ipynb #19f84eaf
+def create_app(model_name:str,               # The registered model to serve
+               alias:str='champion',         # The alias whose version is served
+               *,
+               server:ModelServer|None=None, # A `ModelServer` to put behind the app; else one made with `kw`
+               max_body:int|str|None=None, # Largest request body in bytes (or '1MiB'); MLOPS_NB_SERVE_MAX_BODY, else 8 MiB
+               **kw):
+    "The FastAPI app serving `model_name@alias`"
+    from fastapi import FastAPI
+    from contextlib import asynccontextmanager
+    max_body = parse_size(max_body or os.environ.get('MLOPS_NB_SERVE_MAX_BODY') or DEFAULT_MAX_BODY)
+    srv = server or ModelServer(model_name, alias, **kw)
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        srv.stop()     # the alias watcher ends with the app
+    app = FastAPI(title=f'mlops_nb: {model_name}@{alias}', lifespan=lifespan,
+                  description=f'Predictions of the registered model {model_name!r} (alias {alias!r}). Bad input gets a 4xx '
+                              f'answer saying what is wrong; bodies over {max_body:,} bytes get a 413 before they are read.')
+    app.state.server, app.state.max_body = srv, max_body
+    endpoints = {'/predict', '/predict/batch', '/invocations'}
+    refused = lambda path, status: srv.requests.labels(path if path in endpoints else 'other', str(status)).inc()
+    app.add_middleware(BodyLimit, max_bytes=max_body, on_refuse=refused, error_body=_error_body)
+    bodies = {'/predict': {}, '/predict/batch': {}, '/invocations': {}}    # described from the served model
+    _describe_bodies(srv, bodies)
+    _add_predict_route(app, srv, bodies); _add_batch_route(app, srv, bodies); _add_invocations_route(app, srv, bodies)
+    _add_status_routes(app, srv)
+    _live_openapi(app, srv, bodies)
     return app
 
+# %% ../../nbs/22_models.serving.ipynb #d30288e2
 def app_from_env():
     "The app for `uvicorn --factory`: model MLOPS_NB_SERVE_MODEL, alias MLOPS_NB_SERVE_ALIAS, body limit MLOPS_NB_SERVE_MAX_BODY, online store MLOPS_NB_ONLINE_STORE (prefix MLOPS_NB_ONLINE_PREFIX)"
     return create_app(os.environ['MLOPS_NB_SERVE_MODEL'], os.environ.get('MLOPS_NB_SERVE_ALIAS', 'champion'),
@@ -946,11 +1145,23 @@ def app_from_env():
 # %% ../../nbs/22_models.serving.ipynb #d0f6f6e1
 class ModelService:
     "The seed's single-row service over a model URI"
-    def __init__(self, model_path:str): self.model = self.load_model(model_path); self.model_version = self.get_model_version(model_path)
-    def load_model(self, model_path:str)->LoadedModel: return LoadedModel(model_path)
-    def get_model_version(self, model_path:str)->str:
+    def __init__(self,
+                 model_path:str,  # A model URI: `models:/name@champion`, `models:/name/3`, `runs:/<run id>/model`
+                ): self.model = self.load_model(model_path); self.model_version = self.get_model_version(model_path)
+    def load_model(self,
+                   model_path:str,  # A model URI
+                  )->LoadedModel:   # The loaded version
+        "The model at `model_path`, loaded"
+        return LoadedModel(model_path)
+    def get_model_version(self,
+                          model_path:str,  # A model URI
+                         )->str:           # Its alias after `@`, else its last path part
+        "The version a model URI names"
         return model_path.rsplit('@', 1)[-1] if '@' in model_path else model_path.rstrip('/').rsplit('/', 1)[-1]
-    def predict(self, features:list)->dict:
+    def predict(self,
+                features:list,  # One row: a list of feature values in signature order, or an object feature -> value
+               )->dict:         # prediction, probability, model_version, timestamp
+        "The seed's answer for one row"
         X = to_input([features], self.model)
         pred, prob = self.model.predict(X)
         pred = to_json_predictions(pred)
@@ -958,38 +1169,53 @@ class ModelService:
                 'probability': None if prob is None else float(prob[0]), 'model_version': self.model_version,
                 'timestamp': datetime.now(timezone.utc).isoformat()}
 
+# %% ../../nbs/22_models.serving.ipynb #ad52d333
 class BatchPredictionService(ModelService):
     "The seed's batch service, plus chunked prediction of frames and Parquet files"
-    def predict_batch(self, features:list)->list:
+    def predict_batch(self,
+                      features:list,  # Rows: lists of feature values, or objects feature -> value
+                     )->list:         # One answer per row: prediction, probability, model_version
+        "The seed's answers for many rows"
         X = to_input(features, self.model, max_rows=10**9)
         pred, prob = self.model.predict(X)
         pred = to_json_predictions(pred)
         return [{'prediction': p, 'probability': None if prob is None else float(q),
                  'model_version': self.model_version} for p, q in zip(pred, prob if prob is not None else [None]*len(pred))]
 
-    def predict_frame(self, data, output:str|Path, chunk_size:int=100_000, progress:bool=True)->Path:
-        "Predict a DataFrame or Parquet file(s) chunk by chunk into one Parquet file; returns its path"
-        import pandas as pd, pyarrow as pa, pyarrow.parquet as pq
-        def chunks():
-            if isinstance(data, pd.DataFrame):
-                for i in range(0, len(data), chunk_size): yield data.iloc[i:i+chunk_size]
-            else:
-                for f in ([data] if isinstance(data, (str, Path)) else data):
-                    for b in pq.ParquetFile(f).iter_batches(batch_size=chunk_size): yield b.to_pandas()
-        out, writer, n = Path(output), None, 0
-        from tqdm.auto import tqdm
-        bar = tqdm(desc='predicting', unit='rows', disable=not progress)
-        try:
-            for df in chunks():
-                cols = self.model.columns or list(df.columns)
-                pred, prob = self.model.predict(df[cols] if self.model.frame else df[cols].to_numpy(dtype=float))
-                pred = _flat(pred) if _flat(pred) is not None else to_json_predictions(pred)
-                res = pd.DataFrame({'prediction': pred, 'probability': prob if prob is not None else np.nan,
-                                    'model_version': self.model_version}, index=df.index)
-                t = pa.Table.from_pandas(pd.concat([df, res], axis=1), preserve_index=False)
-                writer = writer or pq.ParquetWriter(out, t.schema)
-                writer.write_table(t); n += len(df); bar.update(len(df))
-        finally:
-            bar.close()
-            if writer: writer.close()
-        return out
+# %% ../../nbs/22_models.serving.ipynb #e801ebbb
+def _chunks(data, chunk_size:int):
+    "A DataFrame, or Parquet file(s), as DataFrames of at most `chunk_size` rows"
+    import pandas as pd, pyarrow.parquet as pq
+    if isinstance(data, pd.DataFrame):
+        for i in range(0, len(data), chunk_size): yield data.iloc[i:i+chunk_size]
+    else:
+        for f in ([data] if isinstance(data, (str, Path)) else data):
+            for b in pq.ParquetFile(f).iter_batches(batch_size=chunk_size): yield b.to_pandas()
+
+# %% ../../nbs/22_models.serving.ipynb #d6f7eb23
+@patch
+def predict_frame(self:BatchPredictionService,
+                  data,                   # A DataFrame, a Parquet file, or a list of Parquet files
+                  output:str|Path,        # The Parquet file to write
+                  chunk_size:int=100_000, # Rows predicted at a time (memory stays bounded)
+                  progress:bool=True,     # Show a progress bar
+                 )->Path:                 # `output`
+    "Predict a DataFrame or Parquet file(s) chunk by chunk into one Parquet file; returns its path"
+    import pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+    out, writer, n = Path(output), None, 0
+    from tqdm.auto import tqdm
+    bar = tqdm(desc='predicting', unit='rows', disable=not progress)
+    try:
+        for df in _chunks(data, chunk_size):
+            cols = self.model.columns or list(df.columns)
+            pred, prob = self.model.predict(df[cols] if self.model.frame else df[cols].to_numpy(dtype=float))
+            pred = _flat(pred) if _flat(pred) is not None else to_json_predictions(pred)
+            res = pd.DataFrame({'prediction': pred, 'probability': prob if prob is not None else np.nan,
+                                'model_version': self.model_version}, index=df.index)
+            t = pa.Table.from_pandas(pd.concat([df, res], axis=1), preserve_index=False)
+            writer = writer or pq.ParquetWriter(out, t.schema)
+            writer.write_table(t); n += len(df); bar.update(len(df))
+    finally:
+        bar.close()
+        if writer: writer.close()
+    return out

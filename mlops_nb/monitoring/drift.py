@@ -20,21 +20,24 @@ import html, json, math, textwrap, time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from fastcore.basics import patch
 import numpy as np, pandas as pd
 from scipy.special import chdtrc
 
 # %% auto #0
 __all__ = ['TESTS', 'DEFAULT_THRESHOLDS', 'P_VALUE_TESTS', 'INTEGER_CARDINALITY_LIMIT', 'ReferenceProfile', 'ks_test',
            'wasserstein_test', 'psi_value', 'js_value', 'chisquare_test', 'z_test', 'default_test', 'test_column',
-           'DataDriftDetector', 'DriftReport', 'ModelMonitor']
+           'DriftReport', 'DataDriftDetector', 'ModelMonitor']
 
-# %% ../../nbs/31_monitoring.drift.ipynb #ce1a6ee5
+# %% ../../nbs/31_monitoring.drift.ipynb #600baf39
 def _is_numeric(s:pd.Series)->bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
+# %% ../../nbs/31_monitoring.drift.ipynb #67296e98
 def _is_integer(s:pd.Series)->bool:
     return pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
+# %% ../../nbs/31_monitoring.drift.ipynb #166d869c
 def _finite_sorted(s:pd.Series)->np.ndarray:
     "A numeric column's finite values, sorted: NaN, None and ±inf are missing values"
     v = np.sort(s.to_numpy(dtype=float, na_value=np.nan))
@@ -60,13 +63,14 @@ def _frame(data, what:str='current')->pd.DataFrame:
     if dup: raise ValueError(f"The {what} data has duplicate column names {dup}: give each column its own name")
     return df
 
-# %% ../../nbs/31_monitoring.drift.ipynb #5592a345
+# %% ../../nbs/31_monitoring.drift.ipynb #b0a7effc
 def _numeric_profile(values:np.ndarray, max_sample:int, integer:bool=False)->dict:
     v = np.asarray(values, dtype=float); ok = np.isfinite(v); missing = int(v.size - ok.sum()); v = np.sort(v[ok])
     n = v.size
     if n == 0: return dict(kind='numeric', integer=integer, n=0, missing=missing, n_unique=0)
     with np.errstate(over='ignore', invalid='ignore'): return _numeric_summary(v, n, missing, max_sample, integer)
 
+# %% ../../nbs/31_monitoring.drift.ipynb #182619f7
 def _numeric_summary(v, n, missing, max_sample, integer):
     uniq = int(np.count_nonzero(np.diff(v)) + 1)
     sample = v if n <= max_sample else v[np.round(np.linspace(0, n - 1, max_sample)).astype(int)]
@@ -87,36 +91,39 @@ def _categorical_profile(s:pd.Series)->dict:
     return dict(kind='categorical', n=int(vc.sum()), missing=int(s.isna().sum()), n_unique=int(len(vc)),
                 counts={str(k): int(c) for k,c in vc.items()})
 
-# %% ../../nbs/31_monitoring.drift.ipynb #70217292
+# %% ../../nbs/31_monitoring.drift.ipynb #07f5f946
 class ReferenceProfile:
     "Per-column summaries of a reference data set, enough to test new batches against it"
-    def __init__(self, columns:dict): self.columns = columns
-    @classmethod
-    def from_frame(cls,
-        df:pd.DataFrame, # The reference data
-        max_sample:int=10_000, # Values kept per numeric column
-        threads:int=2, # Columns profiled at once
-    )->ReferenceProfile:
-        "Profile every column of `df` (numeric or categorical)"
-        df = _frame(df, 'reference')
-        if df.shape[1] == 0:
-            raise ValueError("The reference data has no columns: pass the data that new batches are compared with")
-        def one(c):
-            s = df[c]
-            return c, (_numeric_profile(s.to_numpy(dtype=float, na_value=np.nan), max_sample,
-                                        _is_integer(s)) if _is_numeric(s)
-                       else _categorical_profile(s))
-        with ThreadPoolExecutor(threads) as ex: return cls(dict(ex.map(one, df.columns)))
+    def __init__(self,
+        columns:dict, # Column name -> its profile (as `_numeric_profile` or `_categorical_profile` make it)
+    ): self.columns = columns
     def __repr__(self):
         kinds = Counter(p['kind'] for p in self.columns.values())
         return f"ReferenceProfile({len(self.columns)} columns: {dict(kinds)})"
 
-# %% ../../nbs/31_monitoring.drift.ipynb #e3616d65
-from fastcore.basics import patch
+# %% ../../nbs/31_monitoring.drift.ipynb #69919184
+@patch(cls_method=True)
+def from_frame(cls:ReferenceProfile,
+    df:pd.DataFrame, # The reference data
+    max_sample:int=10_000, # Values kept per numeric column
+    threads:int=2, # Columns profiled at once
+)->ReferenceProfile:
+    "Profile every column of `df` (numeric or categorical)"
+    df = _frame(df, 'reference')
+    if df.shape[1] == 0:
+        raise ValueError("The reference data has no columns: pass the data that new batches are compared with")
+    def one(c):
+        s = df[c]
+        return c, (_numeric_profile(s.to_numpy(dtype=float, na_value=np.nan), max_sample,
+                                    _is_integer(s)) if _is_numeric(s)
+                   else _categorical_profile(s))
+    with ThreadPoolExecutor(threads) as ex: return cls(dict(ex.map(one, df.columns)))
 
+# %% ../../nbs/31_monitoring.drift.ipynb #187ea4b0
 def _jsonable(p:dict)->dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k,v in p.items()}
 
+# %% ../../nbs/31_monitoring.drift.ipynb #538f59d3
 @patch
 def save(self:ReferenceProfile,
     path:str|Path, # A JSON file
@@ -137,10 +144,11 @@ def load(cls:ReferenceProfile, path:str|Path)->ReferenceProfile:
             if k in p: p[k] = np.asarray(p[k], dtype=float)
     return cls(raw)
 
-# %% ../../nbs/31_monitoring.drift.ipynb #50253fbe
+# %% ../../nbs/31_monitoring.drift.ipynb #f51920da
 def _ecdf(sorted_x:np.ndarray, at:np.ndarray)->np.ndarray:
     return np.searchsorted(sorted_x, at, side='right')/sorted_x.size
 
+# %% ../../nbs/31_monitoring.drift.ipynb #08ff6443
 def ks_test(
     ref:dict, # A numeric column's reference profile
     cur:np.ndarray, # The current values
@@ -168,13 +176,14 @@ def wasserstein_test(
     if std == 0: return (0.0 if w == 0 else math.inf), None
     return w/std, None
 
-# %% ../../nbs/31_monitoring.drift.ipynb #426f5bcf
+# %% ../../nbs/31_monitoring.drift.ipynb #fe45a6c8
 def _shares(ref:dict, cur:np.ndarray)->tuple:
     "Reference and current shares over the reference's decile bins"
     edges = ref['edges']
     c = np.diff(np.r_[0, np.searchsorted(cur, edges, side='right'), cur.size])/max(cur.size, 1)
     return np.asarray(ref['bin_share'], float), c
 
+# %% ../../nbs/31_monitoring.drift.ipynb #5897ee67
 def psi_value(
     r:np.ndarray, # Reference shares per bin
     c:np.ndarray, # Current shares per bin
@@ -233,21 +242,23 @@ def z_test(
     z = abs(r[0]/nr - c[0]/nc)/math.sqrt(pooled*(1 - pooled)*(1/nr + 1/nc))
     return float(z), float(math.erfc(z/math.sqrt(2)))
 
-# %% ../../nbs/31_monitoring.drift.ipynb #588b5005
+# %% ../../nbs/31_monitoring.drift.ipynb #6f8e99e5
 TESTS = ('ks', 'chisquare', 'z', 'psi', 'wasserstein', 'jensenshannon', 'zscore')
 DEFAULT_THRESHOLDS = dict(ks=0.05, chisquare=0.05, z=0.05, psi=0.1, wasserstein=0.1, jensenshannon=0.1, zscore=3.0)
 P_VALUE_TESTS = ('ks', 'chisquare', 'z')
 INTEGER_CARDINALITY_LIMIT = 10 # Evidently 0.7: an integer column with at most this many values is categorical
 
+# %% ../../nbs/31_monitoring.drift.ipynb #28682849
 def _distinct(x:np.ndarray)->np.ndarray:
     "The distinct values of a sorted array"
     return x[np.r_[True, x[1:] != x[:-1]]] if x.size else x
 
-# %% ../../nbs/31_monitoring.drift.ipynb #c457dfa3
+# %% ../../nbs/31_monitoring.drift.ipynb #5bcf3433
 def _integer_like(ref:dict, cur:pd.Series, distinct:np.ndarray)->bool:
     "An integer column, or whole numbers stored as float where the reference was integer (pandas' int + NaN)"
     return _is_integer(cur) or (bool(ref.get('integer')) and pd.api.types.is_float_dtype(cur) and bool(np.all(distinct == np.floor(distinct))))
 
+# %% ../../nbs/31_monitoring.drift.ipynb #1bc03395
 def _pick_test(ref:dict, cur_values=None, integer:bool|None=None)->tuple:
     "`(column type, test)` by Evidently's rules from a reference profile and the current distinct values (None: the reference alone)"
     if ref['kind'] == 'categorical':
@@ -275,7 +286,64 @@ def default_test(ref:dict, # A column's reference profile
     u = _distinct(_finite_sorted(cur))
     return _pick_test(ref, u, _integer_like(ref, cur, u))[1]
 
-# %% ../../nbs/31_monitoring.drift.ipynb #bd1b796e
+# %% ../../nbs/31_monitoring.drift.ipynb #8ad9017f
+def _untested_row(row:dict, ref:dict, test, threshold, thresholds, reason:str)->dict:
+    "`row` for a column that could not be tested: `drifted` None, `note` the reason"
+    t = test or (_pick_test(ref)[1] if ref['n'] else '')
+    thr = threshold if threshold is not None else (thresholds or {}).get(t, DEFAULT_THRESHOLDS.get(t, math.nan))
+    return {**row, 'test': t, 'threshold': thr, 'statistic': math.nan, 'p_value': math.nan, 'drifted': None,
+            'note': reason}
+
+# %% ../../nbs/31_monitoring.drift.ipynb #59432bda
+def _current_values(ref:dict, cur:pd.Series, row:dict, min_reference:int, min_current:int)->tuple:
+    "`(values, None)`: sorted finite numbers or category counts; or `(None, why)`. Sets `row['cur_missing']`"
+    n_rows = len(cur); row['cur_missing'] = int(cur.isna().sum())
+    if ref['n'] == 0:
+        return None, (f"no values in the reference (all {ref['missing']} missing)" if ref.get('missing') else 'no rows in the reference')
+    if n_rows == 0: return None, 'no rows in current data'
+    if row['cur_missing'] == n_rows: return None, f'no values in current data (all {n_rows} missing)'
+    if ref['kind'] == 'numeric':
+        if not _is_numeric(cur): return None, f'numeric in the reference, {cur.dtype} in current data'
+        x = _finite_sorted(cur); row['cur_missing'] = n_rows - x.size; n_cur = x.size
+        if n_cur == 0: return None, f'no values in current data (all {n_rows} missing or infinite)'
+    else:
+        x = cur.dropna().astype('string').value_counts(); n_cur = int(x.sum())
+    if ref['n'] < min_reference:
+        return None, f"too few values in the reference: {ref['n']}, fewer than the {min_reference} needed"
+    if n_cur < min_current:
+        return None, f"too few values in current data: {n_cur}, fewer than the {min_current} needed"
+    if ref['kind'] == 'numeric' and not (math.isfinite(ref['mean']) and math.isfinite(ref['std'])):
+        return None, 'the reference values are too large to compute their mean and standard deviation'
+    return x, None
+
+# %% ../../nbs/31_monitoring.drift.ipynb #61c0c31a
+def _numeric_stat(ref:dict, x:np.ndarray, test:str, notes:list)->tuple:
+    "`(statistic, p_value or None)` of `test` on a numeric column's sorted current values; notes go to `notes`"
+    if ref.get('n_unique') == 1: notes.append('constant in the reference')
+    if test == 'ks': return ks_test(ref, x)
+    if test == 'wasserstein': return wasserstein_test(ref, x)
+    if test == 'psi': return psi_value(*_shares(ref, x)), None
+    if test == 'zscore':
+        return (abs(x.mean() - ref['mean'])/ref['std'] if ref['std'] > 0 else (0.0 if x.mean() == ref['mean'] else math.inf)), None
+    if ref.get('values') is None:
+        hist_r, hist_c = _shares(ref, x); r, c = hist_r*ref['n'], hist_c*x.size
+    else:
+        r, c, new = _category_counts(ref, x)
+        if new: notes.append(f'{len(new)} value(s) never seen in the reference')
+    return (js_value(r, c), None) if test == 'jensenshannon' else chisquare_test(r, c) if test == 'chisquare' else z_test(r, c)
+
+# %% ../../nbs/31_monitoring.drift.ipynb #21bed524
+def _categorical_stat(ref:dict, counts:pd.Series, test:str, notes:list)->tuple|None:
+    "`(statistic, p_value or None)` of `test` on a categorical column's current counts; None for a numeric-only test"
+    r, c, new = _category_counts(ref, counts)
+    if new: notes.append(f"new categories: {', '.join(map(str, new[:5]))}{' …' if len(new) > 5 else ''}")
+    if test == 'jensenshannon': return js_value(r, c), None
+    if test == 'chisquare': return chisquare_test(r, c)
+    if test == 'z': return z_test(r, c)
+    if test == 'psi': return psi_value(r/r.sum(), c/c.sum()), None
+    return None
+
+# %% ../../nbs/31_monitoring.drift.ipynb #23593920
 def test_column(ref:dict, # A column's reference profile
                 cur:pd.Series|None, # Its current values; None when the column is missing
                 test:str|None=None, # A test name; Evidently's default choice when None
@@ -288,164 +356,78 @@ def test_column(ref:dict, # A column's reference profile
     "Run `test` on one column: a row of the drift report; when it can't be tested, `drifted` is None and `note` says why"
     row = dict(test=test or '', statistic=math.nan, p_value=math.nan, threshold=math.nan, drifted=None, note='',
                ref_missing=ref.get('missing', 0), cur_missing=0)
-    def untested(reason):
-        t = test or (_pick_test(ref)[1] if ref['n'] else '')
-        thr = threshold if threshold is not None else (thresholds or {}).get(t, DEFAULT_THRESHOLDS.get(t, math.nan))
-        return {**row, 'test': t, 'threshold': thr, 'statistic': math.nan, 'p_value': math.nan, 'drifted': None,
-                'note': reason}
+    def untested(reason): return _untested_row(row, ref, test, threshold, thresholds, reason)
     if cur is None: return untested('column missing in current data')
     if not isinstance(cur, pd.Series): cur = pd.Series(cur)
-    n_rows = len(cur); row['cur_missing'] = int(cur.isna().sum())
-    if ref['n'] == 0:
-        return untested(f"no values in the reference (all {ref['missing']} missing)" if ref.get('missing') else 'no rows in the reference')
-    if n_rows == 0: return untested('no rows in current data')
-    if row['cur_missing'] == n_rows: return untested(f'no values in current data (all {n_rows} missing)')
-    if ref['kind'] == 'numeric':
-        if not _is_numeric(cur): return untested(f'numeric in the reference, {cur.dtype} in current data')
-        x = _finite_sorted(cur); row['cur_missing'] = n_rows - x.size; n_cur = x.size
-        if n_cur == 0: return untested(f'no values in current data (all {n_rows} missing or infinite)')
-    else:
-        counts = cur.dropna().astype('string').value_counts(); n_cur = int(counts.sum())
-    if ref['n'] < min_reference:
-        return untested(f"too few values in the reference: {ref['n']}, fewer than the {min_reference} needed")
-    if n_cur < min_current:
-        return untested(f"too few values in current data: {n_cur}, fewer than the {min_current} needed")
-    if ref['kind'] == 'numeric' and not (math.isfinite(ref['mean']) and math.isfinite(ref['std'])):
-        return untested('the reference values are too large to compute their mean and standard deviation')
+    x, why = _current_values(ref, cur, row, min_reference, min_current)
+    if why: return untested(why)
     if test is None:
         if ref['kind'] == 'numeric': u = _distinct(x); test = _pick_test(ref, u, _integer_like(ref, cur, u))[1]
-        else: test = _pick_test(ref, counts.index)[1]
+        else: test = _pick_test(ref, x.index)[1]
     threshold = threshold if threshold is not None else (thresholds or {}).get(test, DEFAULT_THRESHOLDS[test])
     row.update(test=test, threshold=threshold)
     notes = []
     with np.errstate(all='ignore'):
-        if ref['kind'] == 'numeric':
-            if ref.get('n_unique') == 1: notes.append('constant in the reference')
-            if test == 'ks': stat, p = ks_test(ref, x)
-            elif test == 'wasserstein': stat, p = wasserstein_test(ref, x)
-            elif test == 'psi': stat, p = psi_value(*_shares(ref, x)), None
-            elif test == 'zscore':
-                stat, p = (abs(x.mean() - ref['mean'])/ref['std'] if ref['std'] > 0 else (0.0 if x.mean() == ref['mean'] else math.inf)), None
-            else:
-                if ref.get('values') is None:
-                    hist_r, hist_c = _shares(ref, x); r, c = hist_r*ref['n'], hist_c*x.size
-                else:
-                    r, c, new = _category_counts(ref, x)
-                    if new: notes.append(f'{len(new)} value(s) never seen in the reference')
-                stat, p = (js_value(r, c),
-                           None) if test == 'jensenshannon' else chisquare_test(r, c) if test == 'chisquare' else z_test(r, c)
-        else:
-            r, c, new = _category_counts(ref, counts)
-            if new: notes.append(f"new categories: {', '.join(map(str, new[:5]))}{' …' if len(new) > 5 else ''}")
-            if test == 'jensenshannon': stat, p = js_value(r, c), None
-            elif test == 'chisquare': stat, p = chisquare_test(r, c)
-            elif test == 'z': stat, p = z_test(r, c)
-            elif test == 'psi': stat, p = psi_value(r/r.sum(), c/c.sum()), None
-            else: return untested(f'{test} needs a numeric column, and this one is categorical')
+        res = _numeric_stat(ref, x, test, notes) if ref['kind'] == 'numeric' else _categorical_stat(ref, x, test, notes)
+    if res is None: return untested(f'{test} needs a numeric column, and this one is categorical')
+    stat, p = res
     if stat != stat or (p is not None and p != p):
         return untested(f'the {test} statistic is undefined for these values')
     row.update(statistic=float(stat), p_value=math.nan if p is None else float(p), note='; '.join(notes))
     row['drifted'] = bool(p < threshold) if test in P_VALUE_TESTS else bool(stat >= threshold if test != 'zscore' else stat > threshold)
     return row
 
-# %% ../../nbs/31_monitoring.drift.ipynb #c9edc2f4
-class DataDriftDetector:
-    "Drift of new data against a reference, column by column"
-    def __init__(self,
-        reference_data, # A DataFrame, a 2-D array (the seed's form) or a saved `ReferenceProfile`
-        *,
-        methods:dict|None=None, # Column -> test name, overriding the default choice
-        thresholds:dict|None=None, # Column or test name -> threshold
-        drift_share:float=0.5, # Share of drifted columns that makes the data set drifted
-        correction:str|None=None, # 'bh' to adjust p-values across columns
-        min_reference:int=10, # A column with fewer reference values can't be tested (and fails the check)
-        min_current:int=1, # A column with fewer current values can't be tested (and fails the check)
-        max_sample:int=10_000, # Quantiles kept per numeric column
-        threads:int=2,
-    ):
-        for name, v in (('min_reference', min_reference), ('min_current', min_current)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a whole number of at least 1, not {v!r}")
-        self.profile = reference_data if isinstance(reference_data, ReferenceProfile) else \
-                       ReferenceProfile.from_frame(_frame(reference_data, 'reference'), max_sample, threads)
-        self.methods, self.thresholds, self.drift_share = dict(methods or {}), dict(thresholds or {}), drift_share
-        self.correction, self.threads, self.min_reference, self.min_current = correction, threads, int(min_reference), int(min_current)
-        self._check_methods(self.methods)
-        num = {c: p for c,p in self.profile.columns.items() if p['kind'] == 'numeric' and p['n']}
-        self.reference_mean = np.array([p['mean'] for p in num.values()]); self.reference_std = np.array([p['std'] for p in num.values()])
-
-    def _check_methods(self, methods):
-        for c,t in methods.items():
-            if c not in self.profile.columns:
-                raise ValueError(f"Unknown column {c!r} in methods; the columns are {list(self.profile.columns)}")
-            if t not in TESTS: raise ValueError(f"Unknown test {t!r} for column {c!r}; use one of {', '.join(TESTS)}")
-
-    def __repr__(self): return f"DataDriftDetector({len(self.profile.columns)} columns)"
-
-# %% ../../nbs/31_monitoring.drift.ipynb #3334f029
+# %% ../../nbs/31_monitoring.drift.ipynb #280914cf
 def _tested(table:pd.DataFrame)->pd.Series:
     "Rows whose column was tested (`drifted` is a bool, not None)"
     return table.drifted.map(lambda d: isinstance(d, (bool, np.bool_)))
 
-@patch
-def report(self:DataDriftDetector,
-    current, # New data: a DataFrame (or a 2-D array with the reference's column order)
-    methods:dict|None=None, # Column -> test name, for this report only
-    correction:str|None=None, # 'bh', or None; the detector's setting by default
-)->DriftReport:
-    "Test every column of `current` against the reference"
-    t0 = time.perf_counter()
-    cur = _frame(current, 'current')
-    methods = {**self.methods, **(methods or {})}; self._check_methods(methods)
-    correction = self.correction if correction is None else correction
-    if correction not in (None, 'none', 'bh'): raise ValueError(f"correction must be 'bh' or None, not {correction!r}")
-    def one(c):
-        p = self.profile.columns[c]
-        return {'column': c, 'kind': p['kind'],
-                **test_column(p, cur[c] if c in cur.columns else None, methods.get(c), self.thresholds.get(c),
-                              thresholds=self.thresholds, min_reference=self.min_reference,
-                              min_current=self.min_current)}
-    with ThreadPoolExecutor(self.threads) as ex: rows = list(ex.map(one, list(self.profile.columns)))
-    table = pd.DataFrame(rows)[['column', 'kind', 'test', 'statistic', 'p_value', 'threshold', 'drifted', 'note',
-                                'ref_missing', 'cur_missing']]
-    if correction == 'bh':
-        from mlops_nb.abtest_stats import adjust_pvalues
-        isp = table.test.isin(P_VALUE_TESTS) & table.p_value.notna() & _tested(table)
-        table['p_value_adj'] = np.nan
-        table.loc[isp, 'p_value_adj'] = adjust_pvalues(table.loc[isp, 'p_value'].to_numpy(), 'bh')
-        adj = table.p_value_adj < table.threshold
-        table['drifted'] = pd.Series([bool(adj[i]) if isp[i] else d for i, d in table.drifted.items()],
-                                     index=table.index, dtype=object)
-    table['drifted'] = table.drifted.astype(object).map(lambda d: bool(d) if isinstance(d, (bool, np.bool_)) else None)
-    extra = [c for c in cur.columns if c not in self.profile.columns]
-    return DriftReport(table, self.drift_share, extra, self.profile, cur, time.perf_counter() - t0)
-
-# %% ../../nbs/31_monitoring.drift.ipynb #31e47853
+# %% ../../nbs/31_monitoring.drift.ipynb #238e1de3
 class DriftReport:
     "The result of `DataDriftDetector.report`: per-column `table`, `share` of tested columns drifted, `drifted`, `untested`, `passed`"
-    def __init__(self, table, drift_share, extra_columns, profile, current, seconds):
+    def __init__(self,
+        table:pd.DataFrame, # One row per column, as `test_column` makes them, plus `column` and `kind`
+        drift_share:float, # Share of drifted tested columns that makes the data set drifted
+        extra_columns:list, # Columns of the current data that the reference does not have
+        profile:ReferenceProfile, # The reference profile (for `plot`)
+        current:pd.DataFrame, # The current data (for `plot`)
+        seconds:float, # How long the report took
+    ):
         self.table, self.extra_columns, self.seconds = table, extra_columns, seconds
         flags = table.drifted[_tested(table)].astype(bool)
         self.share = float(flags.mean()) if len(flags) else math.nan   # NaN: no column could be tested
         self.drifted = bool(len(flags)) and self.share >= drift_share
         self.drift_share, self._profile, self._current = drift_share, profile, current
-    @property
-    def dataset_drift(self)->bool:
+    def __repr__(self): return f"DriftReport: {self.headline}\n" + self.table.to_string(index=False)
+
+# %% ../../nbs/31_monitoring.drift.ipynb #79a02a8b
+@patch(as_prop=True)
+def dataset_drift(self:DriftReport)->bool:
         "Drift found: the share of tested columns that drifted reached `drift_share` (the same as `drifted`)"
         return self.drifted
-    @property
-    def untested(self)->dict:
+
+# %% ../../nbs/31_monitoring.drift.ipynb #5bda6d16
+@patch(as_prop=True)
+def untested(self:DriftReport)->dict:
         "Column -> why it could not be tested (empty when every column was tested)"
         t = self.table[~_tested(self.table)]
         return dict(zip(t.column, t.note))
-    @property
-    def passed(self)->bool:
+
+# %% ../../nbs/31_monitoring.drift.ipynb #1aea9350
+@patch(as_prop=True)
+def passed(self:DriftReport)->bool:
         "True only when every column was tested and the data set did not drift"
         return not self.drifted and not self.untested
-    @property
-    def drifted_columns(self)->list: return self.table.column[_tested(self.table) & (self.table.drifted == True)].tolist()
-    @property
-    def headline(self)->str:
+
+# %% ../../nbs/31_monitoring.drift.ipynb #0e62fb16
+@patch(as_prop=True)
+def drifted_columns(self:DriftReport)->list:
+    "The tested columns that drifted"
+    return self.table.column[_tested(self.table) & (self.table.drifted == True)].tolist()
+
+# %% ../../nbs/31_monitoring.drift.ipynb #cc704d4e
+@patch(as_prop=True)
+def headline(self:DriftReport)->str:
         "The verdict in one line"
         n, u, d = len(self.table), self.untested, len(self.drifted_columns)
         if not u:
@@ -457,8 +439,16 @@ class DriftReport:
                  f"({self.share:.0%}){'; data set DRIFTED' if self.drifted else ''}" if k
                  else 'no column could be tested')
         return f"check FAILED: could not test {len(u)} of {n} columns ({why}); {found}"
-    def to_frame(self)->pd.DataFrame: return self.table.copy()
-    def summary(self)->pd.DataFrame:
+
+# %% ../../nbs/31_monitoring.drift.ipynb #3bd9d8db
+@patch
+def to_frame(self:DriftReport)->pd.DataFrame:
+    "A copy of the table"
+    return self.table.copy()
+
+# %% ../../nbs/31_monitoring.drift.ipynb #0cd655bf
+@patch
+def summary(self:DriftReport)->pd.DataFrame:
         "The data set's verdict as a one-row DataFrame"
         u = self.untested
         return pd.DataFrame([dict(columns=len(self.table), tested=len(self.table) - len(u),
@@ -467,13 +457,13 @@ class DriftReport:
                                   drift_share=self.drift_share,
                                   dataset_drifted=self.drifted, passed=self.passed, verdict=self.headline,
                                   seconds=round(self.seconds, 3))])
-    def __repr__(self): return f"DriftReport: {self.headline}\n" + self.table.to_string(index=False)
 
-# %% ../../nbs/31_monitoring.drift.ipynb #47260bdd
+# %% ../../nbs/31_monitoring.drift.ipynb #0e094b9a
 def _cell(v):
     if isinstance(v, float): return '–' if v != v else f'{v:.4g}'
     return '' if v is None else str(v)
 
+# %% ../../nbs/31_monitoring.drift.ipynb #50d6115d
 @patch
 def _repr_html_(self:DriftReport)->str:
     "The verdict, what could not be tested and why, and the table (drifted columns in red)"
@@ -499,7 +489,31 @@ def _repr_mimebundle_(self:DriftReport, include=None, exclude=None):
     "Plain text everywhere, the HTML view in Jupyter"
     return {'text/plain': repr(self), 'text/html': self._repr_html_()}
 
-# %% ../../nbs/31_monitoring.drift.ipynb #68ba6d2c
+# %% ../../nbs/31_monitoring.drift.ipynb #38d6880c
+def _plot_values(ax, c, p:dict, cur):
+    "Reference and current densities of a numeric column over shared bins"
+    x = None if cur is None else _finite_sorted(cur)
+    lo, hi = np.quantile(p['sample'] if x is None else np.r_[p['sample'], x], [0.005, 0.995])
+    if not hi > lo: lo, hi = lo - 0.5, hi + 0.5
+    bins = np.linspace(lo, hi, 40)
+    ax.hist(p['sample'], bins=bins, density=True, alpha=0.5, label='reference')
+    if x is not None: ax.hist(x, bins=bins, density=True, alpha=0.5, label='current')
+    ax.set(xlabel=str(c), ylabel='density'); ax.legend(fontsize=8)
+
+# %% ../../nbs/31_monitoring.drift.ipynb #b206db75
+def _plot_categories(ax, c, p:dict, cur):
+    "Reference and current shares of each category (or value); new ones marked"
+    cv = (pd.Series([], dtype=float if p['kind'] == 'numeric' else object) if cur is None else
+          pd.Series(_finite_sorted(cur)) if p['kind'] == 'numeric' else cur.dropna().astype('string').value_counts())
+    rc, cc, new = _category_counts(p, cv)
+    labels = (list(p['counts']) if p['kind'] == 'categorical' else list(map(str, p['values']))) + [f'{k} (new)' for k in new]
+    x = np.arange(len(rc))
+    ax.bar(x - 0.2, rc/rc.sum(), 0.4, label='reference')
+    if cur is not None: ax.bar(x + 0.2, cc/max(cc.sum(), 1), 0.4, label='current')
+    ax.set_xticks(x, labels[:len(x)], rotation=45, ha='right'); ax.set(xlabel=str(c),
+                                                                       ylabel='share'); ax.legend(fontsize=8)
+
+# %% ../../nbs/31_monitoring.drift.ipynb #bac05782
 @patch
 def plot(self:DriftReport,
     columns:list|None=None, # The columns to draw; the most drifted by default
@@ -524,24 +538,8 @@ def plot(self:DriftReport,
         p, row = self._profile.columns[c], rows.loc[c]
         cur = None if c in u or c not in self._current.columns else self._current[c]
         if p['n'] == 0: ax.set(xticks=[], yticks=[])
-        elif p['kind'] == 'numeric' and p.get('values') is None:
-            x = None if cur is None else _finite_sorted(cur)
-            lo, hi = np.quantile(p['sample'] if x is None else np.r_[p['sample'], x], [0.005, 0.995])
-            if not hi > lo: lo, hi = lo - 0.5, hi + 0.5
-            bins = np.linspace(lo, hi, 40)
-            ax.hist(p['sample'], bins=bins, density=True, alpha=0.5, label='reference')
-            if x is not None: ax.hist(x, bins=bins, density=True, alpha=0.5, label='current')
-            ax.set(xlabel=str(c), ylabel='density'); ax.legend(fontsize=8)
-        else:
-            cv = (pd.Series([], dtype=float if p['kind'] == 'numeric' else object) if cur is None else
-                  pd.Series(_finite_sorted(cur)) if p['kind'] == 'numeric' else cur.dropna().astype('string').value_counts())
-            rc, cc, new = _category_counts(p, cv)
-            labels = (list(p['counts']) if p['kind'] == 'categorical' else list(map(str, p['values']))) + [f'{k} (new)' for k in new]
-            x = np.arange(len(rc))
-            ax.bar(x - 0.2, rc/rc.sum(), 0.4, label='reference')
-            if cur is not None: ax.bar(x + 0.2, cc/max(cc.sum(), 1), 0.4, label='current')
-            ax.set_xticks(x, labels[:len(x)], rotation=45, ha='right'); ax.set(xlabel=str(c),
-                                                                               ylabel='share'); ax.legend(fontsize=8)
+        elif p['kind'] == 'numeric' and p.get('values') is None: _plot_values(ax, c, p, cur)
+        else: _plot_categories(ax, c, p, cur)
         if c in u:
             ax.set_title(f'{c}: could not test', fontsize=10, color='#b00020')
             ax.text(0.5, 0.5, '\n'.join(textwrap.wrap(u[c], 32)), transform=ax.transAxes, ha='center', va='center',
@@ -549,6 +547,84 @@ def plot(self:DriftReport,
         else: ax.set_title(f'{c}: {row.test} = {row.statistic:.3g}', fontsize=10)
     for ax in axs[len(cols):]: ax.axis('off')
     return fig
+
+# %% ../../nbs/31_monitoring.drift.ipynb #fb1b0bed
+def _check_methods(columns, # The reference's columns
+                   methods:dict, # Column -> test name
+                  ):
+    "Refuse an unknown column or test name in `methods`"
+    for c,t in methods.items():
+        if c not in columns:
+            raise ValueError(f"Unknown column {c!r} in methods; the columns are {list(columns)}")
+        if t not in TESTS: raise ValueError(f"Unknown test {t!r} for column {c!r}; use one of {', '.join(TESTS)}")
+
+# %% ../../nbs/31_monitoring.drift.ipynb #7c189d96
+class DataDriftDetector:
+    "Drift of new data against a reference, column by column"
+    def __init__(self,
+        reference_data, # A DataFrame, a 2-D array (the seed's form) or a saved `ReferenceProfile`
+        *,
+        methods:dict|None=None, # Column -> test name, overriding the default choice
+        thresholds:dict|None=None, # Column or test name -> threshold
+        drift_share:float=0.5, # Share of drifted columns that makes the data set drifted
+        correction:str|None=None, # 'bh' to adjust p-values across columns
+        min_reference:int=10, # A column with fewer reference values can't be tested (and fails the check)
+        min_current:int=1, # A column with fewer current values can't be tested (and fails the check)
+        max_sample:int=10_000, # Quantiles kept per numeric column
+        threads:int=2, # Columns profiled and tested at once
+    ):
+        for name, v in (('min_reference', min_reference), ('min_current', min_current)):
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {v!r}")
+        self.profile = reference_data if isinstance(reference_data, ReferenceProfile) else \
+                       ReferenceProfile.from_frame(_frame(reference_data, 'reference'), max_sample, threads)
+        self.methods, self.thresholds, self.drift_share = dict(methods or {}), dict(thresholds or {}), drift_share
+        self.correction, self.threads, self.min_reference, self.min_current = correction, threads, int(min_reference), int(min_current)
+        self._check_methods(self.methods)
+        num = {c: p for c,p in self.profile.columns.items() if p['kind'] == 'numeric' and p['n']}
+        self.reference_mean = np.array([p['mean'] for p in num.values()]); self.reference_std = np.array([p['std'] for p in num.values()])
+
+    def _check_methods(self, methods): _check_methods(self.profile.columns, methods)
+
+    def __repr__(self): return f"DataDriftDetector({len(self.profile.columns)} columns)"
+
+# %% ../../nbs/31_monitoring.drift.ipynb #161e60ca
+def _bh_adjust(table:pd.DataFrame):
+    "Add `p_value_adj` (Benjamini–Hochberg over the tested p-value columns) and redo their `drifted` from it, in place"
+    from mlops_nb.abtest_stats import adjust_pvalues
+    isp = table.test.isin(P_VALUE_TESTS) & table.p_value.notna() & _tested(table)
+    table['p_value_adj'] = np.nan
+    table.loc[isp, 'p_value_adj'] = adjust_pvalues(table.loc[isp, 'p_value'].to_numpy(), 'bh')
+    adj = table.p_value_adj < table.threshold
+    table['drifted'] = pd.Series([bool(adj[i]) if isp[i] else d for i, d in table.drifted.items()],
+                                 index=table.index, dtype=object)
+
+# %% ../../nbs/31_monitoring.drift.ipynb #371a08fd
+@patch
+def report(self:DataDriftDetector,
+    current, # New data: a DataFrame (or a 2-D array with the reference's column order)
+    methods:dict|None=None, # Column -> test name, for this report only
+    correction:str|None=None, # 'bh', or None; the detector's setting by default
+)->DriftReport:
+    "Test every column of `current` against the reference"
+    t0 = time.perf_counter()
+    cur = _frame(current, 'current')
+    methods = {**self.methods, **(methods or {})}; self._check_methods(methods)
+    correction = self.correction if correction is None else correction
+    if correction not in (None, 'none', 'bh'): raise ValueError(f"correction must be 'bh' or None, not {correction!r}")
+    def one(c):
+        p = self.profile.columns[c]
+        return {'column': c, 'kind': p['kind'],
+                **test_column(p, cur[c] if c in cur.columns else None, methods.get(c), self.thresholds.get(c),
+                              thresholds=self.thresholds, min_reference=self.min_reference,
+                              min_current=self.min_current)}
+    with ThreadPoolExecutor(self.threads) as ex: rows = list(ex.map(one, list(self.profile.columns)))
+    table = pd.DataFrame(rows)[['column', 'kind', 'test', 'statistic', 'p_value', 'threshold', 'drifted', 'note',
+                                'ref_missing', 'cur_missing']]
+    if correction == 'bh': _bh_adjust(table)
+    table['drifted'] = table.drifted.astype(object).map(lambda d: bool(d) if isinstance(d, (bool, np.bool_)) else None)
+    extra = [c for c in cur.columns if c not in self.profile.columns]
+    return DriftReport(table, self.drift_share, extra, self.profile, cur, time.perf_counter() - t0)
 
 # %% ../../nbs/31_monitoring.drift.ipynb #16383bf4
 @patch
@@ -564,7 +640,22 @@ def detect_drift(self:DataDriftDetector,
     drifted = np.where(z > threshold)[0]
     return {'drift_detected': len(drifted) > 0, 'drifted_features': drifted.tolist(), 'z_scores': z.tolist()}
 
-# %% ../../nbs/31_monitoring.drift.ipynb #d67412e1
+# %% ../../nbs/31_monitoring.drift.ipynb #7740c781
+@patch
+def _mlflow_metrics(self:DriftReport)->dict:
+    "The report as MLflow metrics: verdicts, share (when any column was tested), per-column statistics and flags"
+    import re
+    clean = lambda c: re.sub(r'[^/\w.\- :]', '_', str(c))[:200]
+    m = {'dataset_drifted': float(self.drifted), 'drifted_columns': float(len(self.drifted_columns)),
+         'untested_columns': float(len(self.untested)), 'drift_check_passed': float(self.passed)}
+    if self.share == self.share: m['drift_share'] = self.share
+    for r in self.table.itertuples(index=False):
+        if r.statistic == r.statistic and math.isfinite(r.statistic):
+            m[f'drift.{clean(r.column)}.{r.test}'] = r.statistic
+        if r.drifted is True or r.drifted is False: m[f'drifted.{clean(r.column)}'] = float(r.drifted)
+    return m
+
+# %% ../../nbs/31_monitoring.drift.ipynb #327776e5
 @patch
 def log_to_mlflow(self:DriftReport,
     tracker=None, # An `ExperimentTracker`; the workspace's by default
@@ -574,17 +665,8 @@ def log_to_mlflow(self:DriftReport,
     "Log the report to a new run (or `run_id`) of `tracker`; returns the run id"
     from mlops_nb.tracking import ExperimentTracker
     tracker = tracker or ExperimentTracker(experiment_name='monitoring')
-    import re
-    clean = lambda c: re.sub(r'[^/\w.\- :]', '_', str(c))[:200]
     def log(rid):
-        m = {'dataset_drifted': float(self.drifted), 'drifted_columns': float(len(self.drifted_columns)),
-             'untested_columns': float(len(self.untested)), 'drift_check_passed': float(self.passed)}
-        if self.share == self.share: m['drift_share'] = self.share
-        for r in self.table.itertuples(index=False):
-            if r.statistic == r.statistic and math.isfinite(r.statistic):
-                m[f'drift.{clean(r.column)}.{r.test}'] = r.statistic
-            if r.drifted is True or r.drifted is False: m[f'drifted.{clean(r.column)}'] = float(r.drifted)
-        tracker.log_metrics(m, run_id=rid)
+        tracker.log_metrics(self._mlflow_metrics(), run_id=rid)
         tracker.client.log_text(rid, self.table.to_csv(index=False), 'drift/report.csv')
         tracker.client.log_text(rid, self._repr_html_(), 'drift/report.html')
         tracker.flush()
@@ -592,10 +674,22 @@ def log_to_mlflow(self:DriftReport,
     if run_id: return log(run_id)
     with tracker.run(run_name, tags={'mlops_nb.kind': 'drift'}) as r: return log(r.info.run_id)
 
-# %% ../../nbs/31_monitoring.drift.ipynb #1e2201c2
+# %% ../../nbs/31_monitoring.drift.ipynb #7aaa188c
+def _expected(expected)->tuple:
+    "`(task, class shares or None, reference profile or None)` of an expected distribution"
+    if isinstance(expected, dict):
+        tot = sum(expected.values())
+        if tot <= 0: raise ValueError("expected_distribution must have positive shares")
+        return 'classification', {k: v/tot for k, v in expected.items()}, None
+    a = np.asarray(expected, float)
+    if a.size < 2:
+        raise ValueError("expected_distribution must be a dict of class shares or an array of reference predictions")
+    return 'regression', None, _numeric_profile(a, 10_000)
+
+# %% ../../nbs/31_monitoring.drift.ipynb #95b3a3c7
 class ModelMonitor:
     "Watch a model's live predictions for drift against their expected distribution"
-    def __init__(self, model_version:str,
+    def __init__(self, model_version:str, # The model version watched (a label on its metrics)
                  expected_distribution, # Class -> share, or an array of reference predictions (regression)
                  *, window:int=1000, # Predictions kept
                  min_samples:int=100, # No verdict before this many
@@ -608,17 +702,7 @@ class ModelMonitor:
         self.actual_predictions = deque(maxlen=window)
         self._set_expected(expected_distribution)
 
-    def _set_expected(self, expected):
-        if isinstance(expected, dict):
-            tot = sum(expected.values())
-            if tot <= 0: raise ValueError("expected_distribution must have positive shares")
-            self.task, self.expected_distribution, self._ref = 'classification', {k: v/tot for k,
-                                                                                  v in expected.items()}, None
-        else:
-            a = np.asarray(expected, float)
-            if a.size < 2:
-                raise ValueError("expected_distribution must be a dict of class shares or an array of reference predictions")
-            self.task, self.expected_distribution, self._ref = 'regression', None, _numeric_profile(a, 10_000)
+    def _set_expected(self, expected): self.task, self.expected_distribution, self._ref = _expected(expected)
 
     def __repr__(self): return f"ModelMonitor({self.model_version!r}, {self.task}, {len(self.actual_predictions)} predictions in window)"
 
@@ -639,29 +723,39 @@ def _observed(self:ModelMonitor)->dict:
     c = Counter(self.actual_predictions); n = len(self.actual_predictions)
     return {k: v/n for k,v in c.items()}
 
-# %% ../../nbs/31_monitoring.drift.ipynb #ee807dc7
+# %% ../../nbs/31_monitoring.drift.ipynb #801c5547
+@patch
+def _class_drift(self:ModelMonitor, n:int)->dict:
+    "L1 distance, chi-square goodness of fit and PSI of the window's class shares against the expected ones"
+    obs = self._observed()
+    keys = list(self.expected_distribution) + [k for k in obs if k not in self.expected_distribution]
+    e = np.array([self.expected_distribution.get(k, 0.0) for k in keys]); o = np.array([obs.get(k, 0.0) for k in keys])
+    l1 = float(np.abs(e - o).sum())
+    counts = o*n; exp = np.clip(e, 1e-9, None)*n
+    chi2 = float(((counts - exp)**2/exp).sum())
+    res = dict(l1=l1, chi2=chi2, p_value=float(chdtrc(max(len(keys) - 1, 1), chi2)), psi=psi_value(e, o),
+               observed={k: float(v) for k,v in zip(keys, o)})
+    for k,v in zip(keys, o): self.metrics.distribution.labels(self.model_version, str(k)).set(float(v))
+    self.metrics.prediction_drift.labels(self.model_version, 'l1').set(l1)
+    return res
+
+# %% ../../nbs/31_monitoring.drift.ipynb #4a88cf97
+@patch
+def _value_drift(self:ModelMonitor)->dict:
+    "KS, normed Wasserstein and PSI of the window's predicted values against the reference predictions"
+    x = np.sort(np.asarray(self.actual_predictions, float))
+    ks, p = ks_test(self._ref, x); w, _ = wasserstein_test(self._ref, x)
+    self.metrics.prediction_drift.labels(self.model_version, 'wasserstein').set(w)
+    return dict(ks=ks, p_value=p, wasserstein=w, psi=psi_value(*_shares(self._ref, x)))
+
+# %% ../../nbs/31_monitoring.drift.ipynb #b2d7e746
 @patch
 def drift_status(self:ModelMonitor)->dict:
     "Drift statistics of the window: L1 distance, chi-square p-value and PSI (classes), or the data-drift tests (regression)"
     n = len(self.actual_predictions)
     res = dict(n=n, enough_data=n >= self.min_samples)
     if n == 0: return res
-    if self.task == 'classification':
-        obs = self._observed()
-        keys = list(self.expected_distribution) + [k for k in obs if k not in self.expected_distribution]
-        e = np.array([self.expected_distribution.get(k, 0.0) for k in keys]); o = np.array([obs.get(k, 0.0) for k in keys])
-        l1 = float(np.abs(e - o).sum())
-        counts = o*n; exp = np.clip(e, 1e-9, None)*n
-        chi2 = float(((counts - exp)**2/exp).sum())
-        res.update(l1=l1, chi2=chi2, p_value=float(chdtrc(max(len(keys) - 1, 1), chi2)), psi=psi_value(e, o),
-                   observed={k: float(v) for k,v in zip(keys, o)})
-        for k,v in zip(keys, o): self.metrics.distribution.labels(self.model_version, str(k)).set(float(v))
-        self.metrics.prediction_drift.labels(self.model_version, 'l1').set(l1)
-    else:
-        x = np.sort(np.asarray(self.actual_predictions, float))
-        ks, p = ks_test(self._ref, x); w, _ = wasserstein_test(self._ref, x)
-        res.update(ks=ks, p_value=p, wasserstein=w, psi=psi_value(*_shares(self._ref, x)))
-        self.metrics.prediction_drift.labels(self.model_version, 'wasserstein').set(w)
+    res.update(self._class_drift(n) if self.task == 'classification' else self._value_drift())
     return res
 
 # %% ../../nbs/31_monitoring.drift.ipynb #b3ec46ba

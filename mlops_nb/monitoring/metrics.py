@@ -14,6 +14,7 @@ incident is one alert."""
 
 # %% ../../nbs/30_monitoring.metrics.ipynb #799b4ec6
 from __future__ import annotations
+from fastcore.basics import patch
 import json, logging, math, threading, time, urllib.request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -21,11 +22,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ['LATENCY_BUCKETS', 'VALUE_BUCKETS', 'MAX_AUTO_CLASSES', 'log', 'ALERT_RULES', 'MonitoringMetrics', 'log_sink',
            'webhook_sink', 'Alerter']
 
-# %% ../../nbs/30_monitoring.metrics.ipynb #e4549bcc
+# %% ../../nbs/30_monitoring.metrics.ipynb #00c8154b
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 VALUE_BUCKETS = tuple(sorted({0.0} | {s*float(f'{m}e{k}') for k in range(-3, 6) for m in (1, 2, 5) for s in (1, -1)}))
 MAX_AUTO_CLASSES = 100   # past this many distinct numeric "classes", a version of unknown task is treated as a regressor
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #c1c1bbe0
 class _SetOnceGauge(Gauge):
     "An unlabelled gauge that joins its registry (and so `/metrics`) only once it has been set: no made-up 0"
     def __init__(self, *args, registry, **kw):
@@ -39,7 +41,39 @@ class _SetOnceGauge(Gauge):
     def dec(self, amount:float=1): super().dec(amount); self._join()
     def set_to_current_time(self): super().set_to_current_time(); self._join()
 
-# %% ../../nbs/30_monitoring.metrics.ipynb #96e3e49f
+# %% ../../nbs/30_monitoring.metrics.ipynb #5a9f938f
+def _add_model_metrics(self, namespace:str):
+    "The per-version counters and histograms of predictions, latency and errors, and the prediction-drift gauges"
+    ns, r = namespace, self.registry
+    self.predictions = Counter('ml_predictions', 'Predictions served (by class; prediction="value" for regressors)',
+                               ['model_version', 'prediction'], namespace=ns, registry=r)
+    self.values = Histogram('ml_prediction_value', 'Predicted values of regression models', ['model_version'],
+                            buckets=VALUE_BUCKETS, namespace=ns, registry=r)
+    self.latency = Histogram('ml_prediction_duration_seconds', 'Prediction latency in seconds', ['model_version'],
+                             buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
+    self.errors = Counter('ml_prediction_errors', 'Failed predictions', ['model_version'], namespace=ns, registry=r)
+    self.distribution = Gauge('ml_prediction_distribution',
+                              'Share of each predicted class in the monitoring window',
+                              ['model_version', 'prediction_class'], namespace=ns, registry=r)
+    self.prediction_drift = Gauge('ml_prediction_drift_score',
+                                  'Prediction drift statistic (L1 distance by default)',
+                                  ['model_version', 'test'], namespace=ns, registry=r)
+
+# %% ../../nbs/30_monitoring.metrics.ipynb #df2e7882
+def _add_drift_metrics(self, namespace:str):
+    "The feature-drift gauges, and the two gauges that appear once a drift check has run"
+    ns, r = namespace, self.registry
+    self.feature_drift = Gauge('ml_feature_drift_score', 'Drift statistic of a feature', ['feature', 'test'],
+                               namespace=ns, registry=r)
+    self.feature_drifted = Gauge('ml_feature_drifted', '1 if the feature drifted in the last check', ['feature'],
+                                 namespace=ns, registry=r)
+    self.dataset_drift_share = _SetOnceGauge('ml_dataset_drift_share',
+                                             'Share of drifted features in the last check', namespace=ns,
+                                             registry=r)
+    self.last_check = _SetOnceGauge('ml_drift_last_check_timestamp_seconds', 'When drift was last checked',
+                                    namespace=ns, registry=r)
+
+# %% ../../nbs/30_monitoring.metrics.ipynb #ba0f5b9c
 class MonitoringMetrics:
     "Prometheus metrics of one model (or batch job), in a registry of their own"
     def __init__(self, model_version:str='unknown', # Label on every model metric
@@ -50,48 +84,25 @@ class MonitoringMetrics:
             raise ValueError(f"task must be 'classification', 'regression' or None (decide from the values), got {task!r}")
         self.model_version, self.task, self.registry = str(model_version), task, CollectorRegistry()
         self._tasks, self._classes, self._lock = {}, {}, threading.Lock()
-        ns, r = namespace, self.registry
-        self.predictions = Counter('ml_predictions', 'Predictions served (by class; prediction="value" for regressors)',
-                                   ['model_version', 'prediction'], namespace=ns, registry=r)
-        self.values = Histogram('ml_prediction_value', 'Predicted values of regression models', ['model_version'],
-                                buckets=VALUE_BUCKETS, namespace=ns, registry=r)
-        self.latency = Histogram('ml_prediction_duration_seconds', 'Prediction latency in seconds', ['model_version'],
-                                 buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
-        self.errors = Counter('ml_prediction_errors', 'Failed predictions', ['model_version'], namespace=ns, registry=r)
-        self.distribution = Gauge('ml_prediction_distribution',
-                                  'Share of each predicted class in the monitoring window',
-                                  ['model_version', 'prediction_class'], namespace=ns, registry=r)
-        self.prediction_drift = Gauge('ml_prediction_drift_score',
-                                      'Prediction drift statistic (L1 distance by default)',
-                                      ['model_version', 'test'], namespace=ns, registry=r)
-        self.feature_drift = Gauge('ml_feature_drift_score', 'Drift statistic of a feature', ['feature', 'test'],
-                                   namespace=ns, registry=r)
-        self.feature_drifted = Gauge('ml_feature_drifted', '1 if the feature drifted in the last check', ['feature'],
-                                     namespace=ns, registry=r)
-        self.dataset_drift_share = _SetOnceGauge('ml_dataset_drift_share',
-                                                 'Share of drifted features in the last check', namespace=ns,
-                                                 registry=r)
-        self.last_check = _SetOnceGauge('ml_drift_last_check_timestamp_seconds', 'When drift was last checked',
-                                        namespace=ns, registry=r)
+        _add_model_metrics(self, namespace); _add_drift_metrics(self, namespace)
 
     def __repr__(self): return f"MonitoringMetrics(model_version={self.model_version!r}, task={self.task!r})"
 
-# %% ../../nbs/30_monitoring.metrics.ipynb #0c3ca3c2
-from fastcore.basics import patch
+# %% ../../nbs/30_monitoring.metrics.ipynb #4b871432
+@patch
+def exposition(self:MonitoringMetrics)->bytes:
+    "The metrics in Prometheus' text format, as `/metrics` serves them"
+    return generate_latest(self.registry)
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #1b2218af
 def _is_fraction(p)->bool:
     "A float that is not a whole number: the mark of a regressor's output"
     return isinstance(p, float) and math.isfinite(p) and not p.is_integer()
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #8b3649e6
 @patch
-def count_predictions(self:MonitoringMetrics,
-    predictions:list, # The predictions of one request
-    model_version:str|None=None, # The version that made them; the monitor's by default
-    task:str|None=None, # 'classification' or 'regression'; guessed when None
-):
-    "Count predictions of one version: by class for classifiers; `prediction=\"value\"` plus the value histogram for regressors"
-    v = str(model_version if model_version is not None else self.model_version)
-    preds = [p.item() if hasattr(p, 'item') else p for p in predictions]
+def _task_of(self:MonitoringMetrics, v:str, preds:list, task:str|None)->str|None:
+    "The task of version `v`: as told, or learnt from its predictions so far (None while they look like classes)"
     with self._lock:
         t = task or self.task or self._tasks.get(v)
         if t is None:        # unknown: a fractional value, or too many numeric classes, makes the version a regressor for good
@@ -101,6 +112,19 @@ def count_predictions(self:MonitoringMetrics,
                 t = 'regression'
             else: seen.update(map(str, preds))
             if t: self._tasks[v] = t
+    return t
+
+# %% ../../nbs/30_monitoring.metrics.ipynb #9f881bd6
+@patch
+def count_predictions(self:MonitoringMetrics,
+    predictions:list, # The predictions of one request
+    model_version:str|None=None, # The version that made them; the monitor's by default
+    task:str|None=None, # 'classification' or 'regression'; guessed when None
+):
+    "Count predictions of one version: by class for classifiers; `prediction=\"value\"` plus the value histogram for regressors"
+    v = str(model_version if model_version is not None else self.model_version)
+    preds = [p.item() if hasattr(p, 'item') else p for p in predictions]
+    t = self._task_of(v, preds, task)
     if t == 'regression':
         self.predictions.labels(v, 'value').inc(len(preds))
         h = self.values.labels(v)
@@ -132,12 +156,6 @@ def observe_drift(self:MonitoringMetrics,
     if ok.any(): self.dataset_drift_share.set(float((table.drifted[ok] == True).mean()))
     self.last_check.set(time.time())
 
-# %% ../../nbs/30_monitoring.metrics.ipynb #4b871432
-@patch
-def exposition(self:MonitoringMetrics)->bytes:
-    "The metrics in Prometheus' text format, as `/metrics` serves them"
-    return generate_latest(self.registry)
-
 # %% ../../nbs/30_monitoring.metrics.ipynb #51518684
 @patch
 def serve(self:MonitoringMetrics,
@@ -149,9 +167,10 @@ def serve(self:MonitoringMetrics,
     server, thread = start_http_server(port, addr=addr, registry=self.registry)
     return server, server.server_address[1]
 
-# %% ../../nbs/30_monitoring.metrics.ipynb #3f549ae9
-log = logging.getLogger('mlops_nb.alerts')
+# %% ../../nbs/30_monitoring.metrics.ipynb #b02e539b
+log = logging.getLogger('mlops_nb.alerts')   # the logger `log_sink` writes to
 
+# %% ../../nbs/30_monitoring.metrics.ipynb #34349745
 def log_sink(
     alert:dict, # The alert
 ):
@@ -172,7 +191,7 @@ def webhook_sink(
     send.__name__ = f'webhook({url})'
     return send
 
-# %% ../../nbs/30_monitoring.metrics.ipynb #c3969861
+# %% ../../nbs/30_monitoring.metrics.ipynb #48d0f895
 class Alerter:
     "Send alerts to sinks (callables taking the alert dict), once per cooldown for the same name and labels"
     def __init__(self, sinks:list|None=None, # Callables; the log by default
@@ -181,32 +200,36 @@ class Alerter:
         self.sinks, self.cooldown = list(sinks) if sinks is not None else [log_sink], cooldown
         self._last, self._lock, self.sent, self.failures = {}, threading.Lock(), [], []
 
-    def alert(self,
-        name:str, # The alert's name
-        message:str, # What happened
-        severity:str='warning', # Passed on to the sinks, e.g. 'warning' or 'critical'
-        **labels, # Labels that tell alerts of one name apart
-    )->bool: # Whether it was sent (not within its cooldown)
-        "Send the alert unless the same one was sent less than `cooldown` seconds ago; returns whether it was sent"
-        key, now = (name, tuple(sorted(labels.items()))), time.monotonic()
-        with self._lock:
-            if key in self._last and now - self._last[key] < self.cooldown: return False
-            self._last[key] = now
-        a = dict(name=name, message=message, severity=severity, labels=labels, time=time.time())
-        for s in self.sinks:
-            try: s(a)
-            except Exception as e:
-                self.failures.append((getattr(s, '__name__', repr(s)), repr(e)))
-                log.error('alert sink %s failed: %r', getattr(s, '__name__', s), e)
-        self.sent.append(a)
-        return True
+# %% ../../nbs/30_monitoring.metrics.ipynb #0c607f08
+@patch
+def alert(self:Alerter,
+    name:str, # The alert's name
+    message:str, # What happened
+    severity:str='warning', # Passed on to the sinks, e.g. 'warning' or 'critical'
+    **labels, # Labels that tell alerts of one name apart
+)->bool: # Whether it was sent (not within its cooldown)
+    "Send the alert unless the same one was sent less than `cooldown` seconds ago; returns whether it was sent"
+    key, now = (name, tuple(sorted(labels.items()))), time.monotonic()
+    with self._lock:
+        if key in self._last and now - self._last[key] < self.cooldown: return False
+        self._last[key] = now
+    a = dict(name=name, message=message, severity=severity, labels=labels, time=time.time())
+    for s in self.sinks:
+        try: s(a)
+        except Exception as e:
+            self.failures.append((getattr(s, '__name__', repr(s)), repr(e)))
+            log.error('alert sink %s failed: %r', getattr(s, '__name__', s), e)
+    self.sent.append(a)
+    return True
 
-    def resolve(self,
-        name:str, # The alert's name
-        **labels, # Its labels
-    ):
-        "Forget the alert, so the next occurrence is sent at once"
-        with self._lock: self._last.pop((name, tuple(sorted(labels.items()))), None)
+# %% ../../nbs/30_monitoring.metrics.ipynb #348ffc65
+@patch
+def resolve(self:Alerter,
+    name:str, # The alert's name
+    **labels, # Its labels
+):
+    "Forget the alert, so the next occurrence is sent at once"
+    with self._lock: self._last.pop((name, tuple(sorted(labels.items()))), None)
 
 # %% ../../nbs/30_monitoring.metrics.ipynb #3ae0bdb7
 ALERT_RULES = """groups:

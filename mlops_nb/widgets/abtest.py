@@ -15,6 +15,7 @@ import ipywidgets as W
 from .runs import show_figure
 from ..abtest import ABTest, interval_head
 from ..display import fmt_number
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['forest_plot', 'ABTestView']
@@ -44,12 +45,45 @@ def forest_plot(
     ax.grid(axis='x', alpha=0.3)
     return fig
 
+# %% ../../nbs/72_widgets.abtest.ipynb #194691ef
+def _srm_html(test:ABTest, srm:dict)->str:
+    "A red warning when the traffic split did not hold; empty otherwise"
+    if not srm['srm']: return ''
+    return ('<div style="background:#fdecea;color:#b00020;padding:6px;font-weight:bold">⚠ Sample ratio mismatch '
+            f'(p = {srm["p_value"]:.2g}): units per variant {test.exposures} do not match the split '
+            f'{test.traffic_split}. Fix assignment before trusting these results.</div>')
+
+# %% ../../nbs/72_widgets.abtest.ipynb #297dd4b2
+def _table_html(test:ABTest, sub)->str:
+    "The rows of one metric of `Analysis.to_frame()` as the view's table"
+    rel = test.scale == 'relative'
+    rows = ''.join(f'<tr><td>{html.escape(str(r["variant"]))}</td><td>{r["n"]}</td><td>{fmt_number(r["mean"])}</td><td>{fmt_number(r["control_mean"])}</td>'
+                   f'<td>{fmt_number(r["diff"])}</td><td>{fmt_number(r["lift"], True)}</td>'
+                   f'<td>{fmt_number(r["estimate"], rel)} [{fmt_number(r["ci_low"], rel)}, '
+                   f'{fmt_number(r["ci_high"], rel)}]</td>'
+                   f'<td>{fmt_number(r["p_value_adj"])}</td><td>{"✔" if r["significant"] else ""}</td><td>{html.escape(r["note"])}</td></tr>'
+                   for _, r in sub.iterrows())
+    head = ''.join(f'<th style="text-align:left;padding:2px 8px">{h}</th>' for h in
+                   ('variant', 'n', 'mean', f'{html.escape(test.control)} mean', 'diff', 'lift',
+                    html.escape(interval_head(sub)),
+                    'adj. p', 'significant', 'note'))
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+# %% ../../nbs/72_widgets.abtest.ipynb #aec1759d
+def _decision_html(d)->str:
+    "The decision of `ABTest.get_winner()`, green when there is a winner"
+    color = '#1b5e20' if d else '#444'
+    return (f'<div style="color:{color}"><b>Decision: {html.escape(d.winner or "no winner")}</b> — '
+            f'{html.escape(d.reason)}</div>')
+
 # %% ../../nbs/72_widgets.abtest.ipynb #c015f2a5
 class ABTestView(W.VBox):
     "Interactive analysis of an `ABTest`: metric picker, results table, forest plot, SRM warning, decision"
-    def __init__(self, test:ABTest, metric:str|None=None,
-                 min_interval:float=0.5, # Seconds between two redraws while values arrive
-                ):
+    def __init__(self,
+        test:ABTest, # The test to show; the view redraws when it records values
+        metric:str|None=None, # The metric shown first; the primary one by default
+        min_interval:float=0.5, # Seconds between two redraws while values arrive
+    ):
         self.test, self.min_interval = test, min_interval
         self.metric = W.Dropdown(options=test.metrics, value=metric or test.metrics[0], description='metric')
         self.refresh_button = W.Button(description='refresh', icon='refresh', layout=W.Layout(width='100px'))
@@ -66,58 +100,38 @@ class ABTestView(W.VBox):
 
     def __repr__(self): return f"ABTestView({self.test.name!r}, metric={self.metric.value!r})"
 
-# %% ../../nbs/72_widgets.abtest.ipynb #cf96ca88
-from fastcore.basics import patch
+    def refresh(self):
+        "Recompute the analysis and redraw everything, now"
+        with self._view_lock:
+            self._dirty, self._last = False, time.monotonic()
+            self.analysis = self.test.analyze()
+            self._render()
+            self.renders += 1
+            self._last = time.monotonic()
 
-@patch
-def refresh(self:ABTestView):
-    "Recompute the analysis and redraw everything, now"
-    with self._view_lock:
-        self._dirty, self._last = False, time.monotonic()
-        self.analysis = self.test.analyze()
-        self._render()
-        self.renders += 1
-        self._last = time.monotonic()
+    def _render(self):
+        res, m = self.analysis, self.metric.value
+        self.srm.value = _srm_html(self.test, res.srm)
+        df = res.to_frame()
+        self.table.value = _table_html(self.test, df[df.metric == m])
+        self.fig = forest_plot(df, m)
+        show_figure(self.plot, self.fig, alt=f'forest plot of the lifts of {m}')
+        self.decision.value = _decision_html(self.test.get_winner())
 
-# %% ../../nbs/72_widgets.abtest.ipynb #11ffbfda
-@patch
-def _render(self:ABTestView):
-    res, m = self.analysis, self.metric.value
-    s = res.srm
-    self.srm.value = ('<div style="background:#fdecea;color:#b00020;padding:6px;font-weight:bold">⚠ Sample ratio mismatch '
-                      f'(p = {s["p_value"]:.2g}): units per variant {self.test.exposures} do not match the split '
-                      f'{self.test.traffic_split}. Fix assignment before trusting these results.</div>') if s['srm'] else ''
-    df = res.to_frame()
-    sub = df[df.metric == m]
-    rel = self.test.scale == 'relative'
-    rows = ''.join(f'<tr><td>{html.escape(str(r["variant"]))}</td><td>{r["n"]}</td><td>{fmt_number(r["mean"])}</td><td>{fmt_number(r["control_mean"])}</td>'
-                   f'<td>{fmt_number(r["diff"])}</td><td>{fmt_number(r["lift"], True)}</td>'
-                   f'<td>{fmt_number(r["estimate"], rel)} [{fmt_number(r["ci_low"], rel)}, '
-                   f'{fmt_number(r["ci_high"], rel)}]</td>'
-                   f'<td>{fmt_number(r["p_value_adj"])}</td><td>{"✔" if r["significant"] else ""}</td><td>{html.escape(r["note"])}</td></tr>'
-                   for _, r in sub.iterrows())
-    head = ''.join(f'<th style="text-align:left;padding:2px 8px">{h}</th>' for h in
-                   ('variant', 'n', 'mean', f'{html.escape(self.test.control)} mean', 'diff', 'lift',
-                    html.escape(interval_head(sub)),
-                    'adj. p', 'significant', 'note'))
-    self.table.value = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-    self.fig = forest_plot(df, m)
-    show_figure(self.plot, self.fig, alt=f'forest plot of the lifts of {m}')
-    d = self.test.get_winner()
-    color = '#1b5e20' if d else '#444'
-    self.decision.value = (f'<div style="color:{color}"><b>Decision: {html.escape(d.winner or "no winner")}</b> — '
-                           f'{html.escape(d.reason)}</div>')
+    def _on_metric(self, change=None): self._render()
 
-# %% ../../nbs/72_widgets.abtest.ipynb #5159e234
-@patch
-def _on_metric(self:ABTestView, change=None): self._render()
+    def _on_data(self, test=None):
+        "New values were recorded: redraw soon, at most once per `min_interval`, never inside the recording call"
+        self._dirty = True
+        with self._sched:
+            if self._timer is None: self._start_timer(self.min_interval - (time.monotonic() - self._last))
 
-@patch
-def _on_data(self:ABTestView, test=None):
-    "New values were recorded: redraw soon, at most once per `min_interval`, never inside the recording call"
-    self._dirty = True
-    with self._sched:
-        if self._timer is None: self._start_timer(self.min_interval - (time.monotonic() - self._last))
+# %% ../../nbs/72_widgets.abtest.ipynb #931d85ca
+@patch(as_prop=True)
+def results(self:ABTestView):
+    "The rows of the selected metric, as a DataFrame"
+    df = self.analysis.to_frame()
+    return df[df.metric == self.metric.value].reset_index(drop=True)
 
 # %% ../../nbs/72_widgets.abtest.ipynb #1abeed85
 @patch
@@ -143,10 +157,3 @@ def flush(self:ABTestView):
         if self._timer is not None: self._timer.cancel(); self._timer = None
     with self._view_lock:
         if self._dirty: self.refresh()
-
-# %% ../../nbs/72_widgets.abtest.ipynb #931d85ca
-@patch(as_prop=True)
-def results(self:ABTestView):
-    "The rows of the selected metric, as a DataFrame"
-    df = self.analysis.to_frame()
-    return df[df.metric == self.metric.value].reset_index(drop=True)

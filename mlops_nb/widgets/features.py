@@ -16,6 +16,7 @@ from .runs import show_figure
 from ..features.offline import OfflineFeatureStore
 from ..features.online import OnlineFeatureStore
 from ..features.registry import FeatureRegistry
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['feature_stats', 'feature_figure', 'FeatureExplorer']
@@ -49,11 +50,33 @@ def feature_figure(
     ax.set_title(f'{name}: distribution in the offline store')
     return fig
 
+# %% ../../nbs/71_widgets.features.ipynb #f333b262
+def _stats_html(group:str, feature:str, stats:dict)->str:
+    "The statistics of `group:feature` as an HTML table"
+    rows = ''.join(f'<tr><td>{k}</td><td>{html.escape(str(round(v, 4) if isinstance(v, float) else v))}</td></tr>'
+                   for k,v in stats.items())
+    return f'<b>{html.escape(group)}:{html.escape(feature)}</b><table>{rows}</table>'
+
+# %% ../../nbs/71_widgets.features.ipynb #9b576467
+def _versions_html(registry:FeatureRegistry, group:str)->str:
+    "The definition versions of the feature that produced `group`, newest first, with their SQL"
+    try: vs = registry.versions(group)
+    except Exception: vs = []
+    if not vs: return '<i>no registered definition for this group</i>'
+    return '<b>Definition versions</b>' + ''.join(
+        f'<details{" open" if i == 0 else ""}><summary>v{v.version} · {v.created_at:%Y-%m-%d %H:%M} · '
+        f'{html.escape(v.owner)} · '
+        f'{html.escape(v.description)}</summary><pre>{html.escape(v.computation_logic.strip())}</pre></details>'
+        for i, v in enumerate(reversed(vs)))
+
 # %% ../../nbs/71_widgets.features.ipynb #834b9913
 class FeatureExplorer(W.VBox):
     "Look at the features of the workspace: statistics, histogram, definitions, online values"
-    def __init__(self, offline:OfflineFeatureStore|None=None, online:OnlineFeatureStore|None=None,
-                 registry:FeatureRegistry|None=None):
+    def __init__(self,
+        offline:OfflineFeatureStore|None=None, # The store of the features; the workspace's by default
+        online:OnlineFeatureStore|None=None, # The store looked up by entity; the workspace's, opened when needed
+        registry:FeatureRegistry|None=None, # The feature definitions; the workspace's by default
+    ):
         self.offline, self.online, self.registry = offline or OfflineFeatureStore(), online, registry or FeatureRegistry()
         groups = self.offline.groups()
         self.group = W.Dropdown(options=groups, value=groups[0] if groups else None, description='group')
@@ -71,41 +94,22 @@ class FeatureExplorer(W.VBox):
 
     def __repr__(self): return f"FeatureExplorer(group={self.group.value!r}, feature={self.feature.value!r})"
 
-# %% ../../nbs/71_widgets.features.ipynb #3a65902e
-from fastcore.basics import patch
+    def _on_group(self, change=None):
+        if self.group.value is None: self.stats.value = '<i>no feature groups in the offline store yet</i>'; return
+        feats = self.offline.group_info(self.group.value)['features']
+        with self.hold_trait_notifications():
+            self.feature.options = feats; self.feature.value = feats[0] if feats else None
+        self._on_feature()
 
-@patch
-def _on_group(self:FeatureExplorer, change=None):
-    if self.group.value is None: self.stats.value = '<i>no feature groups in the offline store yet</i>'; return
-    feats = self.offline.group_info(self.group.value)['features']
-    with self.hold_trait_notifications(): self.feature.options = feats; self.feature.value = feats[0] if feats else None
-    self._on_feature()
-
-# %% ../../nbs/71_widgets.features.ipynb #b44bc31e
-@patch
-def _on_feature(self:FeatureExplorer, change=None):
-    g, f = self.group.value, self.feature.value
-    if g is None or f is None: return
-    s = self.offline.read(g, [f])[f]
-    self.current_stats = feature_stats(s)
-    rows = ''.join(f'<tr><td>{k}</td><td>{html.escape(str(round(v, 4) if isinstance(v, float) else v))}</td></tr>' for k,v in self.current_stats.items())
-    self.stats.value = f'<b>{html.escape(g)}:{html.escape(f)}</b><table>{rows}</table>'
-    self.fig = feature_figure(s, f)
-    show_figure(self.plot, self.fig)
-    self.definition.value = self._definition_html(g)
-
-# %% ../../nbs/71_widgets.features.ipynb #d1d538fd
-@patch
-def _definition_html(self:FeatureExplorer, group:str)->str:
-    "The definition versions of the feature that produced `group`, newest first, with their SQL"
-    try: vs = self.registry.versions(group)
-    except Exception: vs = []
-    if not vs: return '<i>no registered definition for this group</i>'
-    return '<b>Definition versions</b>' + ''.join(
-        f'<details{" open" if i == 0 else ""}><summary>v{v.version} · {v.created_at:%Y-%m-%d %H:%M} · '
-        f'{html.escape(v.owner)} · '
-        f'{html.escape(v.description)}</summary><pre>{html.escape(v.computation_logic.strip())}</pre></details>'
-        for i, v in enumerate(reversed(vs)))
+    def _on_feature(self, change=None):
+        g, f = self.group.value, self.feature.value
+        if g is None or f is None: return
+        s = self.offline.read(g, [f])[f]
+        self.current_stats = feature_stats(s)
+        self.stats.value = _stats_html(g, f, self.current_stats)
+        self.fig = feature_figure(s, f)
+        show_figure(self.plot, self.fig)
+        self.definition.value = _versions_html(self.registry, g)
 
 # %% ../../nbs/71_widgets.features.ipynb #45521533
 @patch

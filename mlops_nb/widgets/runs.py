@@ -69,15 +69,13 @@ class RunsBrowser(W.VBox):
         names = sorted(e.name for e in self.tracker.client.search_experiments())
         self.experiment = W.Dropdown(options=names, value=self.tracker.experiment_name, description='experiment')
         self.filter = W.Text(placeholder="MLflow filter, e.g. metrics.acc > 0.9 and params.lr = '0.1'",
-                             description='filter',
-                             continuous_update=False, layout=W.Layout(width='480px'))
-        self.sort_by = W.Dropdown(description='sort by'); self.ascending = W.ToggleButton(description='ascending',
-                                                                                          value=False)
-        self.metric = W.Dropdown(description='best by'); self.maximize = W.ToggleButton(description='higher is better',
-                                                                                        value=True)
+                             description='filter', continuous_update=False, layout=W.Layout(width='480px'))
+        self.sort_by = W.Dropdown(description='sort by')
+        self.ascending = W.ToggleButton(description='ascending', value=False)
+        self.metric = W.Dropdown(description='best by')
+        self.maximize = W.ToggleButton(description='higher is better', value=True)
         self.page = W.BoundedIntText(value=1, min=1, max=1, description='page', layout=W.Layout(width='160px'))
-        self.prev, self.next = W.Button(description='◀', layout=W.Layout(width='40px')), W.Button(description='▶',
-                                                                                                  layout=W.Layout(width='40px'))
+        self.prev, self.next = [W.Button(description=d, layout=W.Layout(width='40px')) for d in '◀▶']
         self.info, self.table, self.error = W.HTML(), W.HTML(), W.HTML()
         self.select = W.SelectMultiple(description='compare', rows=6, layout=W.Layout(width='480px'))
         self.compare_table, self.plot = W.HTML(), W.Output()
@@ -85,9 +83,8 @@ class RunsBrowser(W.VBox):
         self.ui = W.HTML()
         super().__init__([W.HBox([self.experiment, self.refresh_button]), self.filter,
                           W.HBox([self.sort_by, self.ascending, self.metric, self.maximize]), self.error, self.info,
-                          self.table,
-                          W.HBox([self.prev, self.page, self.next]), self.select, self.compare_table, self.plot,
-                          self.ui])
+                          self.table, W.HBox([self.prev, self.page, self.next]), self.select, self.compare_table,
+                          self.plot, self.ui])
         self.experiment.observe(self._on_experiment, names='value')
         self.filter.observe(self._on_filter, names='value')
         for w in (self.sort_by, self.ascending, self.metric, self.maximize, self.page):
@@ -125,29 +122,6 @@ def page_frame(self:RunsBrowser)->pd.DataFrame:
     p = self.page.value - 1
     return self.frame.iloc[p*self.page_size:(p + 1)*self.page_size]
 
-# %% ../../nbs/70_widgets.runs.ipynb #ff8e27c4
-@patch
-def refresh(self:RunsBrowser):
-    "Reload the runs of the experiment (with the filter) and redraw"
-    try:
-        self.runs_df = self.tracker.runs(self.filter.value.strip())
-        self.error.value = ''
-    except Exception as e:
-        self.error.value = f'<span style="color:#b00020">Bad filter: {html.escape(str(e).splitlines()[0][:300])}</span>'
-        self.runs_df = self.runs_df.iloc[0:0] if len(self.runs_df.columns) else pd.DataFrame()
-    df = self.runs_df
-    metrics = sorted(c[8:] for c in df.columns if c.startswith('metrics.'))
-    with self.hold_trait_notifications():
-        cols = ['start_time', 'run_name', 'status',
-                'duration_s'] + [c for c in df.columns if c.startswith(('metrics.', 'params.'))]
-        self.sort_by.options = [c for c in cols if c in df.columns] or ['start_time']
-        if self.sort_by.value is None: self.sort_by.value = 'start_time'
-        self.metric.options = metrics
-        if metrics and self.metric.value not in metrics: self.metric.value = metrics[0]
-        self.select.options = [(f"{r.run_name} ({r.run_id[:8]})", r.run_id) for r in df.itertuples()] if len(df) else []
-    self.ui.value = f'<small>Open the MLflow UI on this store: <code>{html.escape(self.tracker.ui_command())}</code></small>'
-    self._render()
-
 # %% ../../nbs/70_widgets.runs.ipynb #0b19f806
 @patch
 def _render(self:RunsBrowser):
@@ -177,6 +151,7 @@ def _render(self:RunsBrowser):
 @patch
 def _on_view(self:RunsBrowser, change=None): self._render()
 
+# %% ../../nbs/70_widgets.runs.ipynb #7d268f7e
 @patch
 def _on_filter(self:RunsBrowser, change=None):
     "A new filter shows a new list: start it at page 1"
@@ -189,6 +164,7 @@ def _on_experiment(self:RunsBrowser, change=None):
     self.tracker = ExperimentTracker(self.tracker.tracking_uri, self.experiment.value)
     self.page.value = 1; self.select.value = (); self.refresh()
 
+# %% ../../nbs/70_widgets.runs.ipynb #cb954a81
 @patch
 def _step(self:RunsBrowser, d:int):
     self.page.value = min(max(1, self.page.value + d), self.page.max)
@@ -204,6 +180,29 @@ def _on_select(self:RunsBrowser, change=None):
     self.compare_table.value = ('<b>Params that differ</b>' + diff.to_html(border=0)) if len(diff.columns) else '<i>the selected runs have the same params</i>'
     self.fig = history_figure(self.tracker.client, sel.run_id.tolist(), sel.run_name.tolist(), self.metric.value)
     show_figure(self.plot, self.fig)
+
+# %% ../../nbs/70_widgets.runs.ipynb #ff8e27c4
+@patch
+def refresh(self:RunsBrowser):
+    "Reload the runs of the experiment (with the filter) and redraw"
+    try:
+        self.runs_df = self.tracker.runs(self.filter.value.strip())
+        self.error.value = ''
+    except Exception as e:
+        self.error.value = f'<span style="color:#b00020">Bad filter: {html.escape(str(e).splitlines()[0][:300])}</span>'
+        self.runs_df = self.runs_df.iloc[0:0] if len(self.runs_df.columns) else pd.DataFrame()
+    df = self.runs_df
+    metrics = sorted(c[8:] for c in df.columns if c.startswith('metrics.'))
+    with self.hold_trait_notifications():
+        cols = ['start_time', 'run_name', 'status',
+                'duration_s'] + [c for c in df.columns if c.startswith(('metrics.', 'params.'))]
+        self.sort_by.options = [c for c in cols if c in df.columns] or ['start_time']
+        if self.sort_by.value is None: self.sort_by.value = 'start_time'
+        self.metric.options = metrics
+        if metrics and self.metric.value not in metrics: self.metric.value = metrics[0]
+        self.select.options = [(f"{r.run_name} ({r.run_id[:8]})", r.run_id) for r in df.itertuples()] if len(df) else []
+    self.ui.value = f'<small>Open the MLflow UI on this store: <code>{html.escape(self.tracker.ui_command())}</code></small>'
+    self._render()
 
 # %% ../../nbs/70_widgets.runs.ipynb #3eb199e9
 @patch
