@@ -12,18 +12,24 @@ from pathlib import Path
 from .config import configure, get_settings, redact
 
 # %% auto #0
-__all__ = ['CliError', 'run_demo', 'read_runs', 'main']
+__all__ = ['CliError', 'run_demo', 'read_runs', 'make_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #7c1093f6
+# %% ../nbs/90_cli.ipynb #6406a16d
 class CliError(Exception):
     "An error `mlops-nb` reports in a line or two: exit code 2 when the command line is wrong, 1 when the work failed"
-    def __init__(self, msg:str, code:int=1): super().__init__(msg); self.code = code
+    def __init__(self,
+                 msg:str, # What is wrong and what to do, in a line or two
+                 code:int=1, # The exit code: 2 the command line is wrong, 1 the work failed
+                ):
+        super().__init__(msg); self.code = code
 
+# %% ../nbs/90_cli.ipynb #2e1521c5
 def _where()->str:
     "The workspace and tracking store a command looked in, for error messages"
     s = get_settings()
     return f"the workspace {s.home} (tracking store {redact(s.tracking_uri)})"
 
+# %% ../nbs/90_cli.ipynb #50d412d3
 _USAGE = {'JobParameterError', 'ScheduleError', 'PipelineConfigError'}   # the command line is wrong: exit 2
 _KNOWN = {'JobFailed', 'TrackingStoreError', 'PipelineCheckFailed', 'ScaffoldError', 'KeyError', 'FileNotFoundError',
           'MlflowException'}                                             # the work failed, and the message says why
@@ -50,6 +56,21 @@ def _signature_text(sig, at_most:int=4)->str:
     outs = [typ(c) for c in sig.outputs.inputs] if sig.outputs else ['?']
     shown = ', '.join(ins[:at_most]) + (f", … ({len(ins)} columns)" if len(ins) > at_most else '')
     return f"inputs [{shown}] -> outputs [{', '.join(outs)}]"
+
+# %% ../nbs/90_cli.ipynb #167e4cae
+def _demo_lines(res:dict, n_train:int, n_test:int)->list:
+    "What `run_demo` prints about the run it logged, `res`"
+    out = []; say = out.append
+    say(f"trained RandomForestClassifier on breast-cancer ({n_train} train / {n_test} test rows) in {res['seconds']} s")
+    say(f"run {res['run_id']} in experiment {res['experiment']!r} at {res['tracking_uri']}")
+    say('params: ' + ', '.join(f'{k}={res["params"][k]}' for k in ('n_estimators', 'max_depth', 'random_state',
+                                                                   'n_train', 'n_test'))
+        + f" (and {len(res['params']) - 5} more of the estimator's)")
+    say('test metrics: ' + ', '.join(f'{k}={v:.3f}' for k,v in res['metrics'].items()))
+    say('artifacts: ' + ', '.join(res['artifacts']))
+    say(f"model: {res['model_uri']} (also runs:/{res['run_id']}/model), signature: {res['signature']}")
+    say(f"list the runs: mlops-nb runs;  open the MLflow UI on them: mlops-nb ui   (or: {res['ui']})")
+    return out
 
 # %% ../nbs/90_cli.ipynb #6e4fdaee
 def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by default
@@ -83,15 +104,7 @@ def run_demo(home:str|Path|None=None, # Workspace folder; the configured one by 
                'artifacts': arts, 'model_uri': model_uri, 'signature': _signature_text(sig),
                'tracking_uri': redact(tracker.tracking_uri), 'ui': tracker.ui_command(),
                'seconds': round(time.perf_counter() - t0, 1)}
-        say(f"trained RandomForestClassifier on breast-cancer ({len(y_tr)} train / {len(y_te)} test rows) in {res['seconds']} s")
-        say(f"run {run_id} in experiment {res['experiment']!r} at {res['tracking_uri']}")
-        say('params: ' + ', '.join(f'{k}={res["params"][k]}' for k in ('n_estimators', 'max_depth', 'random_state',
-                                                                       'n_train', 'n_test'))
-            + f" (and {len(res['params']) - 5} more of the estimator's)")
-        say('test metrics: ' + ', '.join(f'{k}={v:.3f}' for k,v in metrics.items()))
-        say('artifacts: ' + ', '.join(arts))
-        say(f"model: {model_uri} (also runs:/{run_id}/model), signature: {res['signature']}")
-        say(f"list the runs: mlops-nb runs;  open the MLflow UI on them: mlops-nb ui   (or: {res['ui']})")
+        for line in _demo_lines(res, len(y_tr), len(y_te)): say(line)
         return res
 
 # %% ../nbs/90_cli.ipynb #bc52053d
@@ -106,9 +119,10 @@ def _cmd_demo(args):
     for k,v in res.records.items(): print(f"  {k}: {v}")
     print("list the runs: mlops-nb runs -e demo;  open the MLflow UI on them: mlops-nb ui")
 
-# %% ../nbs/90_cli.ipynb #922ccefa
+# %% ../nbs/90_cli.ipynb #daf5673c
 def _cmd_config(args): print(repr(get_settings()))
 
+# %% ../nbs/90_cli.ipynb #9fa3785f
 def _ui_argv(port:int, host:str='127.0.0.1', workers:int=1)->list:
     "The `mlflow server` command line for the workspace's store"
     s = get_settings()
@@ -197,13 +211,14 @@ def read_runs(experiment:str|None=None, # An experiment name; the one written to
         except sqlite3.Error: pass                      # not the layout we know: ask MLflow
     return _store_read_mlflow(experiment, at_most)
 
-# %% ../nbs/90_cli.ipynb #5960ef30
+# %% ../nbs/90_cli.ipynb #7947f70e
 def _fmt_table(rows:list, header:list)->str:
     "Rows as a plain text table with a header"
     rows = [[('' if v is None else str(v)) for v in r] for r in rows]
     w = [max(len(str(h)), *(len(r[i]) for r in rows)) for i,h in enumerate(header)]
     return '\n'.join('  '.join(str(c).ljust(w[i]) for i,c in enumerate(r)).rstrip() for r in [header, *rows])
 
+# %% ../nbs/90_cli.ipynb #c1d6ecbb
 def _cmd_runs(args):
     from datetime import datetime, timezone
     s = get_settings()
@@ -236,13 +251,14 @@ def _cmd_runs(args):
                       for r in runs], ['run_id', 'run_name', 'status', 'started (UTC)', *keys]))
     return 0
 
-# %% ../nbs/90_cli.ipynb #dab6cc7c
+# %% ../nbs/90_cli.ipynb #2d6bc727
 def _resolve(notebook):
     "The notebook file, or exit 2 naming what was looked for"
     from mlops_nb.jobs import resolve_notebook
     try: return resolve_notebook(notebook)
     except FileNotFoundError as e: raise CliError(f"{e} (looked in {Path.cwd()})", 2) from None
 
+# %% ../nbs/90_cli.ipynb #e05d56a6
 def _cmd_run(args):
     from mlops_nb.jobs import run_notebook, JobFailed
     src = _resolve(args.notebook)
@@ -257,13 +273,14 @@ def _cmd_run(args):
     for k,v in res.records.items(): print(f"recorded {k} = {v!r}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #9917f012
+# %% ../nbs/90_cli.ipynb #0b4c8cce
 def _cmd_templates(args):
     from mlops_nb.jobs import list_templates, notebook_parameters, resolve_notebook
     for name in list_templates():
         print(name)
         for p in notebook_parameters(resolve_notebook(name)).values(): print(f"    -p {p}")
 
+# %% ../nbs/90_cli.ipynb #d8a9d71d
 def _cmd_schedule_add(args):
     from mlops_nb import jobs
     src = _resolve(args.notebook)
@@ -282,11 +299,12 @@ def _cmd_schedule_list(args):
                        f"{r.next_run:%Y-%m-%d %H:%M %Z}" if r.next_run else '']
                       for r in df.itertuples()], ['name', 'notebook', 'cron', 'parameters', 'next run']))
 
-# %% ../nbs/90_cli.ipynb #a1880200
+# %% ../nbs/90_cli.ipynb #12ecb2d0
 def _cmd_schedule_remove(args):
     from mlops_nb import jobs
     jobs.unschedule(args.name); print(f"removed {args.name!r}")
 
+# %% ../nbs/90_cli.ipynb #8cd4a582
 def _cmd_schedule_history(args):
     from mlops_nb import jobs
     df = jobs.job_history(args.name, args.experiment)
@@ -367,7 +385,7 @@ def _cmd_init(args):
     print(f"next: cd {args.path} && mlops-nb pipeline validate-data   (README.md has the rest)")
     return 0
 
-# %% ../nbs/90_cli.ipynb #aeefe937
+# %% ../nbs/90_cli.ipynb #72ae72e1
 class _Help(argparse.RawDescriptionHelpFormatter):
     "Help that shows each option's default (a flag's is 'off') unless its text already says it"
     def _get_help_string(self, action):
@@ -376,6 +394,7 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         if not action.option_strings and action.nargs not in ('?', '*'): return h
         return h + (' (default: off)' if action.nargs == 0 else ' (default: %(default)s)')
 
+# %% ../nbs/90_cli.ipynb #73271ca9
 _HOME_HELP = 'the workspace folder (default: $MLOPS_NB_HOME, or ./mlops_workspace)'
 
 # %% ../nbs/90_cli.ipynb #58b11ead
@@ -395,18 +414,15 @@ def _add(sub, name:str, help:str, func, description:str|None=None)->argparse.Arg
     p.set_defaults(func=func)
     return p
 
-# %% ../nbs/90_cli.ipynb #96311e9f
+# %% ../nbs/90_cli.ipynb #be980a61
 def _param_arg(p, what:str):
     p.add_argument('-p', '--param', nargs=2, action='append', metavar=('NAME', 'VALUE'),
                    help=f"set a parameter of the notebook's cell tagged `parameters`, converted to its declared type; "
                         f"repeat for more (default: the notebook's own values){what}")
 
-def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='mlops-nb', formatter_class=_Help, parents=[_common(False)],
-        description='Jupyter-first MLOps: track, tune, store features, serve, monitor and A/B test from notebooks, '
-                    'on one workspace folder.\nEach command has its own help: mlops-nb COMMAND --help',
-        epilog='exit codes: 0 done, 1 the work failed (the message says why), 2 the command line is wrong')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+# %% ../nbs/90_cli.ipynb #61925a0e
+def _add_demo_config(sub):
+    "The `demo` and `config` commands"
     d = _add(sub, 'demo',
              'train and track a model on a bundled dataset; print its params, metrics, artifacts and model '
              'signature', _cmd_demo)
@@ -414,6 +430,10 @@ def _parser()->argparse.ArgumentParser:
                    'minute) as a job instead')
     _add(sub, 'config', 'show the settings, where each came from (configure, environment, default), passwords hidden',
          _cmd_config)
+
+# %% ../nbs/90_cli.ipynb #91580519
+def _add_runs_ui(sub):
+    "The `runs` and `ui` commands: the workspace's runs, as a table or in MLflow's UI"
     r = _add(sub, 'runs', 'list the runs of an experiment, newest first', _cmd_runs,
              'List the runs of an experiment in the workspace, newest first: with no -e, the experiment written to last.\n'
              'Says which workspace and experiment it read and how many runs it found.')
@@ -425,6 +445,10 @@ def _parser()->argparse.ArgumentParser:
     u.add_argument('--host', default='127.0.0.1', help='the interface to listen on (0.0.0.0: every interface)')
     u.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (each one imports MLflow: more '
                    'start slower)')
+
+# %% ../nbs/90_cli.ipynb #0c8c689a
+def _add_run_templates(sub):
+    "The `run` and `templates` commands: a notebook as a tracked job"
     j = _add(sub, 'run', 'run a notebook (or a shipped template) as a tracked job', _cmd_run,
              'Run a notebook (or a shipped template) as a job with papermill: parameters checked first, the run tracked in\n'
              'MLflow with the executed notebook and its HTML. Exits 1 when the notebook fails, 2 on a bad parameter.')
@@ -437,10 +461,10 @@ def _parser()->argparse.ArgumentParser:
     j.add_argument('--kernel', help="the Jupyter kernel (default: the notebook's kernelspec, or python3 when it names none)")
     j.add_argument('--no-html', action='store_true', help='skip the HTML rendering of the executed notebook')
     _add(sub, 'templates', 'list the shipped report templates and their parameters', _cmd_templates)
-    sc = _add(sub, 'schedule', 'add, list, remove and run recurring notebook jobs; show their history', None,
-              'Recurring notebook jobs, kept in <workspace>/scheduler.db. `schedule add` stores one; the jobs run while\n'
-              '`schedule run` is running. Each action has its own help: mlops-nb schedule ACTION --help')
-    ss = sc.add_subparsers(dest='action', metavar='ACTION', required=True)
+
+# %% ../nbs/90_cli.ipynb #c2ee5adb
+def _add_schedule_add(ss):
+    "The `schedule add` action"
     a = _add(ss, 'add', 'store a recurring job: a notebook, its parameters and a cron expression', _cmd_schedule_add,
              'Store a recurring job. The notebook, its parameters and the cron expression are checked now; a name in use\n'
              'is refused unless --replace is given. Cron weekdays: 0 or 7 is Sunday.')
@@ -451,6 +475,15 @@ def _parser()->argparse.ArgumentParser:
     _param_arg(a, '')
     a.add_argument('--experiment', default='reports', help='the MLflow experiment of the job runs')
     a.add_argument('--replace', action='store_true', help='replace the schedule of that name if there is one')
+
+# %% ../nbs/90_cli.ipynb #87dbb272
+def _add_schedule(sub):
+    "The `schedule` command and its actions: add, list, remove, run, history"
+    sc = _add(sub, 'schedule', 'add, list, remove and run recurring notebook jobs; show their history', None,
+              'Recurring notebook jobs, kept in <workspace>/scheduler.db. `schedule add` stores one; the jobs run while\n'
+              '`schedule run` is running. Each action has its own help: mlops-nb schedule ACTION --help')
+    ss = sc.add_subparsers(dest='action', metavar='ACTION', required=True)
+    _add_schedule_add(ss)
     _add(ss, 'list', 'show the schedules: name, notebook, cron expression, parameters, next run', _cmd_schedule_list)
     rm = _add(ss, 'remove', 'remove a schedule (its past runs stay in MLflow)', _cmd_schedule_remove)
     rm.add_argument('name', help='the schedule name (see `mlops-nb schedule list`)')
@@ -462,6 +495,10 @@ def _parser()->argparse.ArgumentParser:
              _cmd_schedule_history)
     h.add_argument('name', nargs='?', default=None, help='the schedule name (default: every notebook job)')
     h.add_argument('--experiment', default='reports', help='the MLflow experiment of the job runs')
+
+# %% ../nbs/90_cli.ipynb #679db2df
+def _add_serve(sub):
+    "The `serve` command"
     sv = _add(sub, 'serve', "serve a registered model's alias over HTTP (FastAPI on uvicorn), in the foreground",
               _cmd_serve)
     sv.add_argument('model', help='the registered model name')
@@ -471,6 +508,10 @@ def _parser()->argparse.ArgumentParser:
     sv.add_argument('--workers', type=int, default=1, help='uvicorn worker processes')
     sv.add_argument('--reload-interval', type=float, default=5.0,
                     help='seconds between checks of the alias; 0 never checks')
+
+# %% ../nbs/90_cli.ipynb #688fe9fa
+def _add_pipeline(sub):
+    "The `pipeline` command: one CI/CD step"
     steps = ['validate-data', 'check-drift', 'train', 'evaluate', 'gate', 'promote', 'materialize', 'smoke-test']
     pl = _add(sub, 'pipeline', 'run one CI/CD step: ' + ', '.join(steps), _cmd_pipeline,
               'Run one step of the CI/CD pipeline configured in mlops.yaml. Exits 1 when its check fails, 2 on a bad config.')
@@ -480,6 +521,10 @@ def _parser()->argparse.ArgumentParser:
     pl.add_argument('--force', action='store_true', help='promote: promote even without a passed gate')
     pl.add_argument('--alias', default='champion', help='smoke-test: the alias to serve')
     pl.add_argument('--url', help='smoke-test: a running server to test (default: start one locally)')
+
+# %% ../nbs/90_cli.ipynb #afbc279f
+def _add_lineage_init(sub):
+    "The `lineage` and `init` commands"
     li = _add(sub, 'lineage',
               "show a model version's chain: features, training set, run, serving, rollouts, A/B verdicts",
               _cmd_lineage)
@@ -489,6 +534,17 @@ def _parser()->argparse.ArgumentParser:
     it = _add(sub, 'init', 'create a new MLOps project wired to mlops_nb (refuses to overwrite files)', _cmd_init)
     it.add_argument('path', help='the project folder to create (or an empty one)')
     it.add_argument('--name', help='the model and project name (default: the folder name)')
+
+# %% ../nbs/90_cli.ipynb #b03748c8
+def make_parser()->argparse.ArgumentParser: # The parser of the `mlops-nb` command line, every command in it
+    "The `mlops-nb` parser: `--home` and `--debug`, then each command group in the order `--help` lists them"
+    p = argparse.ArgumentParser(prog='mlops-nb', formatter_class=_Help, parents=[_common(False)],
+        description='Jupyter-first MLOps: track, tune, store features, serve, monitor and A/B test from notebooks, '
+                    'on one workspace folder.\nEach command has its own help: mlops-nb COMMAND --help',
+        epilog='exit codes: 0 done, 1 the work failed (the message says why), 2 the command line is wrong')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    for add in (_add_demo_config, _add_runs_ui, _add_run_templates, _add_schedule, _add_serve, _add_pipeline,
+                _add_lineage_init): add(sub)
     return p
 
 # %% ../nbs/90_cli.ipynb #130dcd28
@@ -496,7 +552,7 @@ def main(
     argv:list|None=None, # The arguments; `sys.argv[1:]` by default
 )->int: # The exit code: 0 ok, 1 failed, 2 bad usage
     "Entry point of the `mlops-nb` command: 0 done, 1 the work failed, 2 the command line is wrong"
-    p = _parser()
+    p = make_parser()
     args = p.parse_args(argv)
     if not getattr(args, 'func', None): p.print_help(); return 0
     cmd = ' '.join(x for x in (args.command, getattr(args, 'action', None)) if x)

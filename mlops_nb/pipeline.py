@@ -24,12 +24,12 @@ from .links import GATE
 
 # %% auto #0
 __all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigError', 'PipelineCheckFailed', 'PipelineConfig',
-           'parse_config', 'load_config', 'load_project', 'read_table', 'split_data', 'data_hash', 'data_schema',
+           'parse_config', 'load_config', 'load_project', 'read_table', 'data_hash', 'split_data', 'data_schema',
            'validate_data', 'check_drift', 'make_estimator', 'with_threshold', 'make_model', 'imbalance_metrics',
-           'confusion_figure', 'train', 'evaluate', 'gate', 'promote', 'start_server', 'stop_server', 'smoke_test',
+           'confusion_figure', 'train', 'evaluate', 'gate', 'promote', 'stop_server', 'start_server', 'smoke_test',
            'materialize', 'run_step']
 
-# %% ../nbs/86_pipeline.ipynb #b0bc1d16
+# %% ../nbs/86_pipeline.ipynb #ec5cf8a0
 EXAMPLE_CONFIG = """\
 # mlops.yaml: read by every `mlops-nb pipeline` step. Paths are relative to this file.
 data:
@@ -66,37 +66,50 @@ smoke_test: {requests: 50, max_p99_ms: 1000}  # add url: http://staging:8000 to 
 # online: {group: transactions, entity_column: user_id}  # optional: the server predicts by entity id from this online group
 """
 
+# %% ../nbs/86_pipeline.ipynb #e16ca265
 _DEFAULTS = {'split': {'test_size': 0.25, 'seed': 0, 'time_column': None}, 'drift': {'max_drifted_share': 0.5, 'columns': None},
              'thresholds': {}, 'gate': {'max_regression': None},
              'smoke_test': {'url': None, 'requests': 50, 'max_p99_ms': 1000.0, 'startup_timeout': 120.0},
              'feature_pipeline': None, 'online': None}
 _SCHEMA_KEYS = {'dtype', 'min', 'max', 'isin', 'nullable', 'unique'}
 
+# %% ../nbs/86_pipeline.ipynb #503bd69c
 class PipelineConfigError(ValueError):
     "The config file is missing, unreadable or wrong; the message says which key and what is expected"
 
+# %% ../nbs/86_pipeline.ipynb #7ba06377
 class PipelineCheckFailed(RuntimeError):
     "A pipeline step's check failed; the message says what failed and what to do"
 
-# %% ../nbs/86_pipeline.ipynb #645a54bc
+# %% ../nbs/86_pipeline.ipynb #91e2afc5
 class PipelineConfig(dict):
     "The parsed `mlops.yaml`: a dict with defaults filled in, paths resolved against the file's folder"
-    def __init__(self, data:dict, root:Path, source:str='<dict>'):
+    def __init__(self,
+                 data:dict, # The config's sections, checked and with defaults (`parse_config` makes them)
+                 root:Path, # The folder relative paths in `data` start from: the config file's
+                 source:str='<dict>', # Where the config came from, for messages: the file's path
+                ):
         super().__init__(data); self.root, self.source = Path(root), source
-    def path(self, key:str)->Path|None:
+    def path(self,
+             key:str, # A key of the data section: `'train'` or `'current'`
+            )->Path|None: # The absolute path, or `None` when the config has no such file
+        "The absolute path of the data file `data.<key>`"
         p = self['data'].get(key)
         return None if p is None else (self.root/p).resolve()
     @property
     def features(self)->list:
+        "The model's input columns: `data.features`, or every schema column but the target"
         d = self['data']
         return list(d.get('features') or [c for c in d.get('schema', {}) if c != d['target']])
     def __repr__(self): return f"PipelineConfig({self.source}: model {self['model']['name']!r}, data {self['data']['train']!r})"
 
+# %% ../nbs/86_pipeline.ipynb #4bc3633f
 def _need(cond, msg, source):
     if not cond: raise PipelineConfigError(f"{source}: {msg}")
 
-def parse_config(data:dict, root='.', source:str='<dict>')->PipelineConfig:
-    "Check a config dict and fill in the defaults"
+# %% ../nbs/86_pipeline.ipynb #20a8fe1c
+def _check_required(data, source:str):
+    "A config error unless `data` maps known sections and has data.train, data.target, model.name, model.estimator"
     _need(isinstance(data, dict), "the file must hold a mapping with the keys data and model", source)
     unknown = set(data) - {'data', 'model', *_DEFAULTS}
     _need(not unknown, f"unknown section(s) {sorted(unknown)}; the sections are data, model, {', '.join(_DEFAULTS)}", source)
@@ -105,6 +118,11 @@ def parse_config(data:dict, root='.', source:str='<dict>')->PipelineConfig:
           "data.train (the training data file) and data.target (the label column) are required", source)
     _need(isinstance(m, dict) and m.get('name') and m.get('estimator'),
           "model.name (the registered model) and model.estimator (e.g. sklearn.ensemble.RandomForestClassifier) are required", source)
+
+# %% ../nbs/86_pipeline.ipynb #e46d427e
+def _check_sections(data:dict, source:str):
+    "A config error unless schema, features, thresholds, feature_pipeline and online have the expected shapes"
+    d = data['data']
     for col, spec in (d.get('schema') or {}).items():
         _need(isinstance(spec, dict) and not set(spec) - _SCHEMA_KEYS,
               f"data.schema.{col} must be a mapping with keys among {sorted(_SCHEMA_KEYS)}", source)
@@ -117,11 +135,22 @@ def parse_config(data:dict, root='.', source:str='<dict>')->PipelineConfig:
           "feature_pipeline must be a list of feature specs such as {name: amount, transform: log, impute: median}", source)
     _need(on is None or (isinstance(on, dict) and isinstance(on.get('group'), str) and not set(on) - {'group', 'entity_column'}),
           "online must be {group: <online feature group>, entity_column: <the entity id column of the data>}", source)
+
+# %% ../nbs/86_pipeline.ipynb #63fd6acd
+def parse_config(data:dict, # The file's content: the sections data, model and the optional ones
+                 root='.', # The folder paths are relative to
+                 source:str='<dict>', # Where it came from, for messages
+                )->PipelineConfig:
+    "Check a config dict and fill in the defaults"
+    _check_required(data, source); _check_sections(data, source)
+    d, m = data['data'], data['model']
     out = {k: ({**v, **(data.get(k) or {})} if isinstance(v, dict) else data.get(k, v)) for k,v in _DEFAULTS.items()}
     out['thresholds'] = dict(data.get('thresholds') or {})
     return PipelineConfig({**out, 'data': dict(d), 'model': {'params': {}, 'experiment': 'pipeline', **m}}, root, source)
 
-def load_config(path='mlops.yaml')->PipelineConfig:
+# %% ../nbs/86_pipeline.ipynb #53f59a95
+def load_config(path='mlops.yaml', # The config file
+                )->PipelineConfig:
     "Read and check a pipeline config file"
     import yaml
     p = Path(path)
@@ -130,6 +159,7 @@ def load_config(path='mlops.yaml')->PipelineConfig:
     except yaml.YAMLError as e: raise PipelineConfigError(f"{p}: not valid YAML: {e}") from None
     return parse_config(data, p.resolve().parent, str(p))
 
+# %% ../nbs/86_pipeline.ipynb #c0284faf
 def load_project(project='', # The project folder; by default the nearest folder at or above this one with an mlops.yaml
                 )->PipelineConfig:
     "A project's config, for a notebook inside it: its workspace is `<project>/mlops_workspace` unless one was set"
@@ -139,8 +169,9 @@ def load_project(project='', # The project folder; by default the nearest folder
     if get_settings().sources['home'] == 'default': configure(home=root/'mlops_workspace')
     return load_config(root/'mlops.yaml')
 
-# %% ../nbs/86_pipeline.ipynb #a3f3d4a5
-def read_table(path:Path):
+# %% ../nbs/86_pipeline.ipynb #2411f8d5
+def read_table(path:Path, # A .parquet (.pq) or .csv (.gz) file
+              ): # A pandas DataFrame
     "A DataFrame from a .parquet or .csv file, with a clear error when it is missing"
     import pandas as pd
     path = Path(path)
@@ -149,15 +180,18 @@ def read_table(path:Path):
     if path.suffix in ('.csv', '.gz'): return pd.read_csv(path)
     raise PipelineCheckFailed(f"{path}: unknown data format {path.suffix!r}; use .parquet or .csv")
 
-def split_data(cfg:PipelineConfig, df=None)->tuple:
-    "`(X_train, X_test, y_train, y_test, data_hash)` of the training data, split as the config says"
-    import numpy as np
+# %% ../nbs/86_pipeline.ipynb #5746fbee
+def data_hash(cfg:PipelineConfig, # The pipeline config: which columns the model uses
+              df=None, # The training data, when already read; by default read from `data.train`
+             )->str: # The hash of those columns
+    "The hash of the model's columns (features and target) of the training data: what an evaluation is tied to"
     df = read_table(cfg.path('train')) if df is None else df
-    target, feats, s = cfg['data']['target'], cfg.features, cfg['split']
-    missing = [c for c in [*feats, target] if c not in df.columns]
-    if missing: raise PipelineCheckFailed(f"columns {missing} are not in {cfg['data']['train']}; it has {list(df.columns)}")
-    n_test = max(1, int(round(len(df) * s['test_size'])))
-    y = df[target]
+    return frame_hash(df[[*cfg.features, cfg['data']['target']]])
+
+# %% ../nbs/86_pipeline.ipynb #23163e5b
+def _holdout(df, y, s:dict, n_test:int)->tuple:
+    "`(train_idx, test_idx)`: the newest `n_test` rows by `s['time_column']`, or a seeded shuffle stratified by `y`"
+    import numpy as np
     if s.get('time_column'):   # the newest rows are the holdout: what a model meets after it ships
         order = np.argsort(df[s['time_column']].to_numpy(), kind='stable')
         train_idx, test_idx = np.sort(order[:-n_test]), np.sort(order[-n_test:])
@@ -165,17 +199,27 @@ def split_data(cfg:PipelineConfig, df=None)->tuple:
         from sklearn.model_selection import train_test_split
         strat = y if y.nunique() <= 20 and y.value_counts().min() >= 2 else None
         train_idx, test_idx = train_test_split(np.arange(len(df)), test_size=n_test, random_state=s['seed'], stratify=strat)
+    return train_idx, test_idx
+
+# %% ../nbs/86_pipeline.ipynb #fbfe6bc3
+def split_data(cfg:PipelineConfig, # The pipeline config: its data, target, features and split sections
+               df=None, # The training data, when already read; by default read from `data.train`
+              )->tuple: # `(X_train, X_test, y_train, y_test, data_hash)`
+    "`(X_train, X_test, y_train, y_test, data_hash)` of the training data, split as the config says"
+    df = read_table(cfg.path('train')) if df is None else df
+    target, feats, s = cfg['data']['target'], cfg.features, cfg['split']
+    missing = [c for c in [*feats, target] if c not in df.columns]
+    if missing: raise PipelineCheckFailed(f"columns {missing} are not in {cfg['data']['train']}; it has {list(df.columns)}")
+    n_test = max(1, int(round(len(df) * s['test_size'])))
+    y = df[target]
+    train_idx, test_idx = _holdout(df, y, s, n_test)
     X = df[feats]
     return X.iloc[train_idx], X.iloc[test_idx], y.iloc[train_idx], y.iloc[test_idx], data_hash(cfg, df)
 
-def data_hash(cfg:PipelineConfig, df=None)->str:
-    "The hash of the model's columns (features and target) of the training data: what an evaluation is tied to"
-    df = read_table(cfg.path('train')) if df is None else df
-    return frame_hash(df[[*cfg.features, cfg['data']['target']]])
-
-# %% ../nbs/86_pipeline.ipynb #5865e2c1
+# %% ../nbs/86_pipeline.ipynb #5ad71469
 _DTYPES = {'float': 'float64', 'int': 'int64', 'str': 'str', 'bool': 'bool', 'category': 'category'}
 
+# %% ../nbs/86_pipeline.ipynb #9db3bc31
 def _pandera():
     "`pandera.pandas`, without the FutureWarning `pyspark.pandas` prints on import (pandera loads it when PySpark is installed)"
     import warnings
@@ -184,7 +228,9 @@ def _pandera():
         import pandera.pandas as pa
     return pa
 
-def data_schema(cfg:PipelineConfig):
+# %% ../nbs/86_pipeline.ipynb #8f78405a
+def data_schema(cfg:PipelineConfig, # The pipeline config: its `data.schema` section
+               ): # A `pandera.DataFrameSchema`
     "The pandera `DataFrameSchema` of `data.schema`"
     pa = _pandera()
     cols = {}
@@ -197,11 +243,13 @@ def data_schema(cfg:PipelineConfig):
         cols[name] = pa.Column(dt, checks, nullable=bool(spec.get('nullable', False)), unique=bool(spec.get('unique', False)))
     return pa.DataFrameSchema(cols, strict=False)
 
+# %% ../nbs/86_pipeline.ipynb #d5fc614b
 def _not_numbers(s):
     "The values of `s` that are not numbers (text in a number column)"
     import pandas as pd
     return s[pd.to_numeric(s, errors='coerce').isna() & s.notna()]
 
+# %% ../nbs/86_pipeline.ipynb #e8409bb7
 def _problems(err, df=None, limit:int=10)->list:
     "One line per (column, check) of a pandera `SchemaErrors`: how many rows and a few examples"
     fc = err.failure_cases
@@ -222,6 +270,7 @@ def _problems(err, df=None, limit:int=10)->list:
         lines.append(f"  - {col}: " + (f"{len(g)} row(s) fail {check}, e.g. {ex} (rows {rows})" if rows else f"{check}: {ex}"))
     return lines[:limit] + ([f"  - … and {len(lines) - limit} more"] if len(lines) > limit else [])
 
+# %% ../nbs/86_pipeline.ipynb #f99945f5
 def _table_problems(cfg:PipelineConfig, df, key:str)->list:
     "The lines saying how `df` (the `key` data: train or current) breaks the config's schema, rows and model columns"
     import pandas as pd
@@ -240,7 +289,10 @@ def _table_problems(cfg:PipelineConfig, df, key:str)->list:
                             f"(rows {bad.index[:3].tolist()}); describe it in data.schema or fix the data")
     return problems
 
-def validate_data(cfg:PipelineConfig, say=print)->dict:
+# %% ../nbs/86_pipeline.ipynb #ee72bec8
+def validate_data(cfg:PipelineConfig, # The pipeline config: the data files, `data.schema`, `data.min_rows`
+                  say=print, # Where the report lines go
+                 )->dict: # Per data file (train, current): file, rows, columns, hash
     "Check the training (and current) data against `data.schema` and `data.min_rows`"
     schema, out = data_schema(cfg), {}
     for key in ('train', 'current'):
@@ -254,11 +306,9 @@ def validate_data(cfg:PipelineConfig, say=print)->dict:
         say(f"validate-data: {name}: {len(df):,} rows x {len(df.columns)} columns match the schema ({len(schema.columns)} columns checked)")
     return out
 
-# %% ../nbs/86_pipeline.ipynb #5c62a37b
-def check_drift(cfg:PipelineConfig, say=print)->dict:
-    "Test the current data against the training data; fail when too many features drifted"
-    from mlops_nb.monitoring.drift import DataDriftDetector
-    from mlops_nb.tracking import ExperimentTracker
+# %% ../nbs/86_pipeline.ipynb #01fe13f3
+def _drift_frames(cfg:PipelineConfig)->tuple:
+    "`(columns, reference, current)`: the columns to test and the two tables, checked to hold them and some rows"
     if not cfg['data'].get('current'):
         raise PipelineConfigError(f"{cfg.source}: data.current (the newest production data) is needed by check-drift")
     cols = cfg['drift'].get('columns') or cfg.features
@@ -268,6 +318,16 @@ def check_drift(cfg:PipelineConfig, say=print)->dict:
         if missing: raise PipelineCheckFailed(f"check-drift FAILED: {cfg['data'][key]} lacks the columns {missing}")
         if len(df) == 0: raise PipelineCheckFailed(f"check-drift FAILED: {cfg['data'][key]} has 0 rows, so nothing can be tested: "
                                                    "the data feed that writes it is broken, or points at an empty period")
+    return cols, ref, cur
+
+# %% ../nbs/86_pipeline.ipynb #34cacbc4
+def check_drift(cfg:PipelineConfig, # The pipeline config: `data.current`, the `drift` section
+                say=print, # Where the report lines go
+               )->dict: # The drifted share and columns, the untested columns, the MLflow run of the report
+    "Test the current data against the training data; fail when too many features drifted"
+    from mlops_nb.monitoring.drift import DataDriftDetector
+    from mlops_nb.tracking import ExperimentTracker
+    cols, ref, cur = _drift_frames(cfg)
     share = float(cfg['drift']['max_drifted_share'])
     rep = DataDriftDetector(ref[cols], drift_share=share).report(cur[cols])
     run_id = rep.log_to_mlflow(ExperimentTracker(experiment_name=cfg['model']['experiment']), run_name='pipeline-check-drift')
@@ -287,10 +347,13 @@ def check_drift(cfg:PipelineConfig, say=print)->dict:
     for l in lines: say(l)
     return dict(share=rep.share, drifted_columns=rep.drifted_columns, untested=untested, run_id=run_id)
 
-# %% ../nbs/86_pipeline.ipynb #542b9247
+# %% ../nbs/86_pipeline.ipynb #0166d7f5
 CHALLENGER, CHAMPION = 'challenger', 'champion'
 
-def make_estimator(dotted:str, params:dict|None=None):
+# %% ../nbs/86_pipeline.ipynb #b6d3c38c
+def make_estimator(dotted:str, # A class path, e.g. 'sklearn.ensemble.RandomForestClassifier'
+                   params:dict|None=None, # Its parameters (`set_params`)
+                  ): # An unfitted estimator
     "An estimator from its dotted class path, e.g. 'sklearn.ensemble.RandomForestClassifier'"
     mod, _, name = dotted.rpartition('.')
     try: cls = getattr(importlib.import_module(mod), name)
@@ -303,7 +366,11 @@ def make_estimator(dotted:str, params:dict|None=None):
     except ValueError as e: raise PipelineConfigError(f"model.params: {e}") from None
     return est
 
-def with_threshold(est, threshold=None, seed:int=0):
+# %% ../nbs/86_pipeline.ipynb #061a9ec2
+def with_threshold(est, # A classifier with `predict_proba`
+                   threshold=None, # A number in (0, 1), a scorer name such as 'f1', or `None` for `est` as it is
+                   seed:int=0, # Seeds the held-out quarter a scorer's threshold is chosen on
+                  ): # `est`, or `est` wrapped to apply the threshold
     "`est` whose `predict` applies a decision threshold: a number, or a scorer name to choose it on held-out training data"
     if threshold is None: return est
     from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
@@ -316,7 +383,9 @@ def with_threshold(est, threshold=None, seed:int=0):
     raise PipelineConfigError(f"model.decision_threshold {threshold!r} must be a number between 0 and 1 or a scorer name "
                               "such as f1, balanced_accuracy, recall")
 
-def make_model(cfg:PipelineConfig):
+# %% ../nbs/86_pipeline.ipynb #7824f93d
+def make_model(cfg:PipelineConfig, # The pipeline config: its model and feature_pipeline sections
+              ): # An unfitted estimator, or a `Pipeline` of the feature pipeline and the estimator
     "The config's estimator, with its params and decision threshold; behind the `feature_pipeline` when the config has one"
     est = with_threshold(make_estimator(cfg['model']['estimator'], cfg['model']['params']), cfg['model'].get('decision_threshold'),
                          int(cfg['split'].get('seed') or 0))
@@ -330,7 +399,11 @@ def make_model(cfg:PipelineConfig):
     fep = FeatureEngineeringPipeline({'features': [*specs, *({'name': c, 'transform': 'passthrough'} for c in cfg.features if c not in named)]})
     return Pipeline([('features', fep), ('model', est)])   # one model: the raw columns in, the fitted statistics inside
 
-def imbalance_metrics(model, X, y)->dict:
+# %% ../nbs/86_pipeline.ipynb #47e25f51
+def imbalance_metrics(model, # A fitted classifier (or a `Pipeline` ending in one)
+                      X, # The holdout features
+                      y, # The holdout labels
+                     )->dict: # pr_auc, tn, fp, fn, tp and decision_threshold; empty for a regressor or many classes
     "What a rare label needs beyond accuracy: PR AUC (average precision), the confusion matrix counts and the threshold used"
     import numpy as np
     from sklearn.metrics import average_precision_score, confusion_matrix
@@ -345,7 +418,10 @@ def imbalance_metrics(model, X, y)->dict:
     out.update(tn=float(tn), fp=float(fp), fn=float(fn), tp=float(tp), decision_threshold=float(t) if isinstance(t, (int, float)) else 0.5)
     return out
 
-def confusion_figure(m:dict, title:str='holdout'):
+# %% ../nbs/86_pipeline.ipynb #c8d18c96
+def confusion_figure(m:dict, # What `imbalance_metrics` returns
+                     title:str='holdout', # Which data, shown in the title with the threshold
+                    ): # A matplotlib `Figure`
     "The confusion matrix of `imbalance_metrics` as an image"
     from mlops_nb.figures import new_figure
     fig = new_figure(figsize=(3.6, 3.0), layout='constrained'); ax = fig.subplots()
@@ -357,15 +433,14 @@ def confusion_figure(m:dict, title:str='holdout'):
            title=f"{title}: threshold {m['decision_threshold']:.2f}")
     return fig
 
+# %% ../nbs/86_pipeline.ipynb #97ce8a69
 def _registry(cfg):
     from mlops_nb.models.registry import ModelRegistry
     return ModelRegistry(name=cfg['model']['name'])
 
-def train(cfg:PipelineConfig, say=print)->dict:
-    "Train, track, register a new version and make it the challenger"
-    from mlops_nb.tracking import ExperimentTracker, train_model_with_tracking
-    from mlops_nb.lineage import log_training_set
-    df = read_table(cfg.path('train'))
+# %% ../nbs/86_pipeline.ipynb #8034d1fa
+def _check_training_data(cfg:PipelineConfig, df)->tuple:
+    "`(online section, entity column)`, once `df` passes the schema and holds the online section's entity column"
     problems = _table_problems(cfg, df, 'train')
     if problems: raise PipelineCheckFailed(f"train FAILED: {cfg['data']['train']} breaks the schema in {cfg.source}:\n" + '\n'.join(problems) +
                                            "\nRun `mlops-nb pipeline validate-data` for the whole report; fix the data or data.schema.")
@@ -373,6 +448,26 @@ def train(cfg:PipelineConfig, say=print)->dict:
     ent = on.get('entity_column') or 'entity_id'
     if on and ent not in df.columns:
         raise PipelineCheckFailed(f"train FAILED: online.entity_column {ent!r} is not a column of {cfg['data']['train']}; it has {list(df.columns)}")
+    return on, ent
+
+# %% ../nbs/86_pipeline.ipynb #4c8a4457
+def _register(cfg:PipelineConfig, run_id:str, h:str)->tuple:
+    "`(registry, model version)`: the run's model registered, tagged with its data's hash and made the challenger"
+    reg = _registry(cfg)
+    mv = reg.register_model(None, f'runs:/{run_id}/model', description=f'trained by mlops-nb pipeline train on {cfg["data"]["train"]}')
+    reg.client.set_model_version_tag(reg.name, mv.number, 'mlops_nb.data_hash', h)
+    reg.set_alias(CHALLENGER, mv.number, reason=f'pipeline train: run {run_id}')
+    return reg, mv
+
+# %% ../nbs/86_pipeline.ipynb #65d35017
+def train(cfg:PipelineConfig, # The pipeline config: data, split, model, feature_pipeline, online
+          say=print, # Where the report lines go
+         )->dict: # The new version, its run id, holdout metrics and data hash
+    "Train, track, register a new version and make it the challenger"
+    from mlops_nb.tracking import ExperimentTracker, train_model_with_tracking
+    from mlops_nb.lineage import log_training_set
+    df = read_table(cfg.path('train'))
+    on, ent = _check_training_data(cfg, df)
     X_tr, X_te, y_tr, y_te, h = split_data(cfg, df)
     est = make_model(cfg)
     tracker = ExperimentTracker(experiment_name=cfg['model']['experiment'])
@@ -389,10 +484,7 @@ def train(cfg:PipelineConfig, say=print)->dict:
                      source=cfg['data']['train'], time_column=cfg['split'].get('time_column'), entity_column=ent,
                      pipeline=find_feature_pipeline(model), online_features=on.get('group'))
     tracker.set_tags({'mlops_nb.pipeline.config': cfg.source, 'mlops_nb.pipeline.data_hash': h}, run_id=run_id)
-    reg = _registry(cfg)
-    mv = reg.register_model(None, f'runs:/{run_id}/model', description=f'trained by mlops-nb pipeline train on {cfg["data"]["train"]}')
-    reg.client.set_model_version_tag(reg.name, mv.number, 'mlops_nb.data_hash', h)
-    reg.set_alias(CHALLENGER, mv.number, reason=f'pipeline train: run {run_id}')
+    reg, mv = _register(cfg, run_id, h)
     say(f"train: {type(est).__name__} on {len(X_tr):,} rows in {time.perf_counter()-t0:.1f} s; holdout " +
         ', '.join(f"{k}={v:.4f}" for k, v in metrics.items() if k not in ('tn', 'fp', 'fn', 'tp')))
     if extra: say(f"train: confusion matrix on {len(y_te):,} holdout rows: {extra['tp']:.0f} caught, {extra['fn']:.0f} missed, "
@@ -400,24 +492,34 @@ def train(cfg:PipelineConfig, say=print)->dict:
     say(f"train: registered {reg.name} version {mv.number} as '{CHALLENGER}' (run {run_id}, data {h})")
     return dict(version=mv.number, run_id=run_id, metrics=metrics, data_hash=h)
 
-# %% ../nbs/86_pipeline.ipynb #e06f8e5e
+# %% ../nbs/86_pipeline.ipynb #6b5b6520
 def _resolve(reg, version)->str:
     "The version number of an alias, label or number; a failed check (with what to do) when there is none"
     try: return reg.version_number(version)
     except ValueError as e: raise PipelineCheckFailed(f"{e}. Run `mlops-nb pipeline train` first.") from None
 
+# %% ../nbs/86_pipeline.ipynb #dbfec82b
 def _load_sklearn(reg, number): return reg.load_model(number, flavor='sklearn')[0]
 
-def evaluate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
-    "Score a version (and the champion) on the holdout set; record the metrics on the version"
+# %% ../nbs/86_pipeline.ipynb #6a24510f
+def _scores(m, X, y)->dict:
+    "The holdout metrics of a fitted model: `evaluate_model`'s, then `imbalance_metrics`"
     from mlops_nb.tracking import evaluate_model
+    return {**evaluate_model(m, X, y), **imbalance_metrics(m, X, y)}
+
+# %% ../nbs/86_pipeline.ipynb #50542f41
+def evaluate(cfg:PipelineConfig, # The pipeline config: the model's name, the data and its split
+             version:str=CHALLENGER, # The alias, label or number of the version to score
+             say=print, # Where the report lines go
+            )->dict: # The version, its metrics, the champion's, and the data hash
+    "Score a version (and the champion) on the holdout set; record the metrics on the version"
     reg = _registry(cfg); number = _resolve(reg, version)
     _, X_te, _, y_te, h = split_data(cfg)
     m = _load_sklearn(reg, number)
-    metrics = {**evaluate_model(m, X_te, y_te), **imbalance_metrics(m, X_te, y_te)}
+    metrics = _scores(m, X_te, y_te)
     champ = reg.current_version
     cm = _load_sklearn(reg, champ) if champ and champ != number else None
-    champ_metrics = {**evaluate_model(cm, X_te, y_te), **imbalance_metrics(cm, X_te, y_te)} if cm is not None else {}
+    champ_metrics = _scores(cm, X_te, y_te) if cm is not None else {}
     tags = {**{f'eval.{k}': str(v) for k, v in metrics.items()}, **{f'eval.champion.{k}': str(v) for k, v in champ_metrics.items()},
             'eval.data_hash': h, 'eval.rows': str(len(y_te)), 'eval.champion_version': champ or ''}
     for k, v in tags.items(): reg.client.set_model_version_tag(reg.name, number, k, v)
@@ -426,10 +528,9 @@ def evaluate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
         say(f"  {k:<18} {v:.4f}" + (f"   champion v{champ}: {champ_metrics[k]:.4f}" if k in champ_metrics else ''))
     return dict(version=number, metrics=metrics, champion=champ if champ_metrics else None, champion_metrics=champ_metrics, data_hash=h)
 
-# %% ../nbs/86_pipeline.ipynb #f850951a
-def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
-    "Check the evaluated metrics against the thresholds and the champion; record and return the verdict"
-    reg = _registry(cfg); number = _resolve(reg, version)
+# %% ../nbs/86_pipeline.ipynb #db5e7e42
+def _evaluated_tags(cfg:PipelineConfig, reg, number:str)->dict:
+    "The tags of version `number`, once it was evaluated on the training data as it is now"
     tags = reg.client.get_model_version(reg.name, number).tags or {}
     if 'eval.data_hash' not in tags:
         raise PipelineCheckFailed(f"gate FAILED: {reg.name} version {number} was not evaluated: run `mlops-nb pipeline evaluate` first")
@@ -437,11 +538,20 @@ def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
     if tags['eval.data_hash'] != h:
         raise PipelineCheckFailed(f"gate FAILED: version {number} was evaluated on data {tags['eval.data_hash']}, the data is now {h}: "
                                   "run `mlops-nb pipeline evaluate` again")
+    return tags
+
+# %% ../nbs/86_pipeline.ipynb #624dd6d6
+def _evaluated(tags:dict)->tuple:
+    "`(metrics, champion's metrics)` from the `eval.*` tags `evaluate` wrote"
     got = {k[5:]: float(v) for k, v in tags.items() if k.startswith('eval.') and not k.startswith('eval.champion')
            and k not in ('eval.rows', 'eval.data_hash')}
     champ = {k[14:]: float(v) for k, v in tags.items() if k.startswith('eval.champion.')}
+    return got, champ
+
+# %% ../nbs/86_pipeline.ipynb #f438a540
+def _threshold_checks(cfg:PipelineConfig, got:dict, champ:dict, champ_version)->tuple:
+    "`(checks, failures)`: a line per threshold held or broken, and per comparison with the champion"
     checks, failures, reg_max = [], [], cfg['gate'].get('max_regression')
-    if not cfg['thresholds']: say("gate: no thresholds in the config: only the comparison with the champion is checked")
     for name, t in cfg['thresholds'].items():
         if name not in got:
             failures.append(f"{name}: not among the evaluated metrics {sorted(got)}; fix thresholds.{name}"); continue
@@ -451,8 +561,26 @@ def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
         if reg_max is not None and name in champ:
             worse = (champ[name] - v) if 'min' in t else (v - champ[name])
             ok = worse <= reg_max
-            (checks if ok else failures).append(f"{name} {v:.4f} vs champion v{tags.get('eval.champion_version')} {champ[name]:.4f} "
+            (checks if ok else failures).append(f"{name} {v:.4f} vs champion v{champ_version} {champ[name]:.4f} "
                                                 f"({'within' if ok else 'worse than'} the allowed regression {reg_max})")
+    return checks, failures
+
+# %% ../nbs/86_pipeline.ipynb #44a2e4a6
+def _now()->str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+# %% ../nbs/86_pipeline.ipynb #729f9401
+def gate(cfg:PipelineConfig, # The pipeline config: thresholds and gate sections
+         version:str=CHALLENGER, # The alias, label or number of the evaluated version
+         say=print, # Where the report lines go
+        )->dict: # The version and the verdict: passed, checks, failures, time
+    "Check the evaluated metrics against the thresholds and the champion; record and return the verdict"
+    reg = _registry(cfg); number = _resolve(reg, version)
+    tags = _evaluated_tags(cfg, reg, number)
+    got, champ = _evaluated(tags)
+    if not cfg['thresholds']: say("gate: no thresholds in the config: only the comparison with the champion is checked")
+    checks, failures = _threshold_checks(cfg, got, champ, tags.get('eval.champion_version'))
     passed = not failures
     verdict = dict(passed=passed, checks=checks, failures=failures, time=_now())
     reg.client.set_model_version_tag(reg.name, number, GATE, json.dumps(verdict))
@@ -464,12 +592,12 @@ def gate(cfg:PipelineConfig, version:str=CHALLENGER, say=print)->dict:
     say(f"gate: {reg.name} version {number} passed {len(checks)} check(s)")
     return dict(version=number, **verdict)
 
-def _now()->str:
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-# %% ../nbs/86_pipeline.ipynb #d61c8af4
-def promote(cfg:PipelineConfig, version:str=CHALLENGER, force:bool=False, say=print)->dict:
+# %% ../nbs/86_pipeline.ipynb #1cfef5b4
+def promote(cfg:PipelineConfig, # The pipeline config: the model's name
+            version:str=CHALLENGER, # The alias, label or number of the version to promote
+            force:bool=False, # Promote even without a passed gate (the alias history says so)
+            say=print, # Where the report lines go
+           )->dict: # The new champion, the previous one, and the reason recorded
     "Make a version that passed the gate the champion"
     reg = _registry(cfg); number = _resolve(reg, version)
     g = json.loads((reg.client.get_model_version(reg.name, number).tags or {}).get(GATE, 'null'))
@@ -489,7 +617,7 @@ def promote(cfg:PipelineConfig, version:str=CHALLENGER, force:bool=False, say=pr
         else f"promote: {reg.name} version {number} is the first champion")
     return dict(version=number, previous=old, reason=reason)
 
-# %% ../nbs/86_pipeline.ipynb #65154e57
+# %% ../nbs/86_pipeline.ipynb #ff4f3e4b
 def _http(method:str, url:str, body=None, timeout:float=10.0)->tuple:
     "`(status, parsed JSON or text)` of one request"
     import urllib.request, urllib.error
@@ -502,10 +630,27 @@ def _http(method:str, url:str, body=None, timeout:float=10.0)->tuple:
     try: return status, json.loads(raw)
     except ValueError: return status, raw.decode(errors='replace')
 
+# %% ../nbs/86_pipeline.ipynb #db64df6b
 def _free_port()->int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def start_server(model:str, alias:str=CHAMPION, port:int|None=None, timeout:float=120.0)->tuple:
+# %% ../nbs/86_pipeline.ipynb #3dd67211
+def stop_server(proc, # The process `start_server` returned
+               ):
+    "Stop a server started by `start_server` (its whole process group)"
+    import signal
+    if proc.poll() is None:
+        try: os.killpg(proc.pid, signal.SIGTERM); proc.wait(15)
+        except ProcessLookupError: pass
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(5)
+    if proc.stderr: proc.stderr.close()
+
+# %% ../nbs/86_pipeline.ipynb #e486e2fa
+def start_server(model:str, # The registered model's name
+                 alias:str=CHAMPION, # The alias (or version label, or number) to serve
+                 port:int|None=None, # The port on 127.0.0.1; a free one by default
+                 timeout:float=120.0, # Seconds to wait for `/ready`
+                )->tuple: # `(process, base url)`
     "Start `mlops-nb serve` in a subprocess on loopback; `(process, base url)` once it is ready"
     port = port or _free_port()
     env = {**os.environ, **settings_env()}
@@ -522,17 +667,60 @@ def start_server(model:str, alias:str=CHAMPION, port:int|None=None, timeout:floa
     stop_server(proc)
     raise PipelineCheckFailed(f"smoke-test FAILED: the server was not ready within {timeout:.0f} s")
 
-def stop_server(proc):
-    "Stop a server started by `start_server` (its whole process group)"
-    import signal
-    if proc.poll() is None:
-        try: os.killpg(proc.pid, signal.SIGTERM); proc.wait(15)
-        except ProcessLookupError: pass
-        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(5)
-    if proc.stderr: proc.stderr.close()
+# %% ../nbs/86_pipeline.ipynb #fead74ff
+def _check_info(url:str, expected:str, alias:str, need):
+    "`/model/info`'s answer, once `/health` answered and it serves version `expected` of `alias`"
+    code, body = _http('GET', url + '/health'); need(code == 200, f"/health answered {code}: {body}")
+    code, info = _http('GET', url + '/model/info')
+    if need(code == 200, f"/model/info answered {code}: {info}"):
+        need(str(info.get('version')) == expected, f"/model/info serves version {info.get('version')}, but {alias} is version {expected}")
+    return info
 
-# %% ../nbs/86_pipeline.ipynb #7f899ac1
-def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=print)->dict:
+# %% ../nbs/86_pipeline.ipynb #84f352a7
+def _check_predictions(url:str, rows:list, need)->tuple:
+    "`(first answer ms, latencies ms)`: one warm-up prediction, one per row, then one batch of all rows"
+    t0 = time.perf_counter(); code, ans = _http('POST', url + '/predict', {'features': rows[0]}, timeout=60)
+    first_ms = (time.perf_counter() - t0) * 1e3      # the first answer warms the model up: reported, not in the percentiles
+    need(code == 200, f"the first /predict answered {code}: {str(ans)[:300]}")
+    lat = []
+    for r in rows:
+        t0 = time.perf_counter(); code, ans = _http('POST', url + '/predict', {'features': r}); lat.append((time.perf_counter() - t0) * 1e3)
+        if not need(code == 200 and isinstance(ans, dict) and 'prediction' in ans, f"/predict answered {code}: {str(ans)[:300]}"): break
+    code, ans = _http('POST', url + '/predict/batch', {'instances': [list(r.values()) for r in rows]})
+    if need(code == 200, f"/predict/batch answered {code}: {str(ans)[:300]}"):
+        need(len(ans.get('predictions', [])) == len(rows), f"/predict/batch gave {len(ans.get('predictions', []))} predictions for {len(rows)} rows")
+    return first_ms, lat
+
+# %% ../nbs/86_pipeline.ipynb #f21169fb
+def _check_entities(cfg:PipelineConfig, url:str, info, index, need):
+    "How many of the training rows at `index` the server answered by entity id (`None`: it does not predict by id)"
+    entities = None
+    if isinstance(info, dict) and info.get('online_features'):       # it predicts by entity id: ask it for the holdout's entities
+        ent = info['online_features'].get('entity_column') or 'entity_id'
+        df = read_table(cfg.path('train'))
+        ids = df.loc[index, ent].tolist() if ent in df.columns else []
+        if need(ids, f"the served version predicts by entity id, but {cfg['data']['train']} has no column {ent!r} to take ids from"):
+            code, ans = _http('POST', url + '/predict/batch', {'entities': ids}, timeout=60)
+            if need(code == 200, f"/predict/batch with entities answered {code}: {str(ans)[:300]}"):
+                entities = sum(e is None for e in ans['errors'])
+                need(entities > 0, f"none of {len(ids)} entities was answered from the online store (e.g. {ans['errors'][0]}): "
+                                   "materialize the features into the online store the server reads")
+    return entities
+
+# %% ../nbs/86_pipeline.ipynb #f2778395
+def _check_metrics(url:str, n:int, need):
+    "Check that `/metrics` counted at least `n` answered predictions"
+    code, text = _http('GET', url + '/metrics')
+    counted = sum(float(l.rsplit(' ', 1)[1]) for l in str(text).splitlines()
+                  if l.startswith('ml_http_requests_total{') and 'endpoint="/predict"' in l and 'status="200"' in l)
+    need(code == 200 and counted >= n, f"/metrics answered {code} and counted {counted:.0f} of the {n} predictions")
+
+# %% ../nbs/86_pipeline.ipynb #3b4f00f3
+def smoke_test(cfg:PipelineConfig, # The pipeline config: the model's name, the holdout rows, the smoke_test section
+               alias:str=CHAMPION, # The alias whose version the server must serve
+               url:str|None=None, # A running server; by default `smoke_test.url`, else one started here
+               say=print, # Where the report lines go
+              )->dict: # The url, version, number of requests, first answer and p50/p99 latencies, entities answered
     "Check that a server (given, or started here) serves the alias's version and answers predictions fast enough"
     import numpy as np
     st = cfg['smoke_test']; url = url or st.get('url')
@@ -549,37 +737,12 @@ def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=pr
         return ok
     try:
         url = url.rstrip('/')
-        code, body = _http('GET', url + '/health'); need(code == 200, f"/health answered {code}: {body}")
-        code, info = _http('GET', url + '/model/info')
-        if need(code == 200, f"/model/info answered {code}: {info}"):
-            need(str(info.get('version')) == expected, f"/model/info serves version {info.get('version')}, but {alias} is version {expected}")
-        t0 = time.perf_counter(); code, ans = _http('POST', url + '/predict', {'features': rows[0]}, timeout=60)
-        first_ms = (time.perf_counter() - t0) * 1e3      # the first answer warms the model up: reported, not in the percentiles
-        need(code == 200, f"the first /predict answered {code}: {str(ans)[:300]}")
-        lat = []
-        for r in rows:
-            t0 = time.perf_counter(); code, ans = _http('POST', url + '/predict', {'features': r}); lat.append((time.perf_counter() - t0) * 1e3)
-            if not need(code == 200 and isinstance(ans, dict) and 'prediction' in ans, f"/predict answered {code}: {str(ans)[:300]}"): break
-        code, ans = _http('POST', url + '/predict/batch', {'instances': [list(r.values()) for r in rows]})
-        if need(code == 200, f"/predict/batch answered {code}: {str(ans)[:300]}"):
-            need(len(ans.get('predictions', [])) == len(rows), f"/predict/batch gave {len(ans.get('predictions', []))} predictions for {len(rows)} rows")
-        entities = None
-        if isinstance(info, dict) and info.get('online_features'):       # it predicts by entity id: ask it for the holdout's entities
-            ent = info['online_features'].get('entity_column') or 'entity_id'
-            df = read_table(cfg.path('train'))
-            ids = df.loc[X_te.index[:len(rows)], ent].tolist() if ent in df.columns else []
-            if need(ids, f"the served version predicts by entity id, but {cfg['data']['train']} has no column {ent!r} to take ids from"):
-                code, ans = _http('POST', url + '/predict/batch', {'entities': ids}, timeout=60)
-                if need(code == 200, f"/predict/batch with entities answered {code}: {str(ans)[:300]}"):
-                    entities = sum(e is None for e in ans['errors'])
-                    need(entities > 0, f"none of {len(ids)} entities was answered from the online store (e.g. {ans['errors'][0]}): "
-                                       "materialize the features into the online store the server reads")
+        info = _check_info(url, expected, alias, need)
+        first_ms, lat = _check_predictions(url, rows, need)
+        entities = _check_entities(cfg, url, info, X_te.index[:len(rows)], need)
         p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99))
         need(p99 <= float(st['max_p99_ms']), f"p99 latency {p99:.1f} ms is over smoke_test.max_p99_ms = {st['max_p99_ms']}")
-        code, text = _http('GET', url + '/metrics')
-        counted = sum(float(l.rsplit(' ', 1)[1]) for l in str(text).splitlines()
-                      if l.startswith('ml_http_requests_total{') and 'endpoint="/predict"' in l and 'status="200"' in l)
-        need(code == 200 and counted >= len(rows), f"/metrics answered {code} and counted {counted:.0f} of the {len(rows)} predictions")
+        _check_metrics(url, len(rows), need)
     finally:
         if proc is not None: stop_server(proc)
     if problems:
@@ -590,15 +753,10 @@ def smoke_test(cfg:PipelineConfig, alias:str=CHAMPION, url:str|None=None, say=pr
         (f"; by entity id: {entities} of {len(rows)} entities answered from the online store" if entities is not None else ''))
     return dict(url=url, version=expected, requests=len(rows), first_ms=first_ms, p50_ms=p50, p99_ms=p99, entities=entities)
 
-# %% ../nbs/86_pipeline.ipynb #a7c1e0d2
-def materialize(cfg:PipelineConfig, say=print)->dict:
-    "Write each entity's latest feature values (training, then current data) to the online group of the `online` section"
+# %% ../nbs/86_pipeline.ipynb #73748dfb
+def _latest_rows(cfg:PipelineConfig, ent:str, t:str|None):
+    "Each entity's last row of the model's features: training, then current data, or in `t` (time column) order"
     import pandas as pd
-    from mlops_nb.features.online import OnlineFeatureStore, redact
-    on = cfg.get('online')
-    if not on: raise PipelineConfigError(f"{cfg.source}: materialize needs an online section, e.g. online: {{group: transactions, "
-                                         "entity_column: user_id}, saying which online group to fill and which column holds the entity ids")
-    ent, t = on.get('entity_column') or 'entity_id', cfg['split'].get('time_column')
     frames = []
     for key in ('train', 'current'):
         if not cfg['data'].get(key): continue
@@ -610,17 +768,35 @@ def materialize(cfg:PipelineConfig, say=print)->dict:
     df = pd.concat(frames, ignore_index=True)
     if t and t in df.columns: df = df.sort_values(t, kind='stable').drop(columns=t)     # else: file order, current after train
     latest = df[df[ent].notna()].drop_duplicates(ent, keep='last')
+    return latest
+
+# %% ../nbs/86_pipeline.ipynb #214438dc
+def materialize(cfg:PipelineConfig, # The pipeline config: its online section, the data files, the features
+                say=print, # Where the report line goes
+               )->dict: # How many entities were written, to which group of which store
+    "Write each entity's latest feature values (training, then current data) to the online group of the `online` section"
+    from mlops_nb.features.online import OnlineFeatureStore, redact
+    on = cfg.get('online')
+    if not on: raise PipelineConfigError(f"{cfg.source}: materialize needs an online section, e.g. online: {{group: transactions, "
+                                         "entity_column: user_id}, saying which online group to fill and which column holds the entity ids")
+    ent, t = on.get('entity_column') or 'entity_id', cfg['split'].get('time_column')
+    latest = _latest_rows(cfg, ent, t)
     store = OnlineFeatureStore()
     n = store.write_frame(latest, group=on['group'], entity_col=ent)
     say(f"materialize: the latest values of {n:,} entities ({ent}; {len(cfg.features)} features) written to online group "
         f"{on['group']!r} of {redact(store.url)}")
     return dict(entities=n, group=on['group'], store=redact(store.url))
 
-# %% ../nbs/86_pipeline.ipynb #c38a8479
+# %% ../nbs/86_pipeline.ipynb #e8ba14c9
 STEPS = {'validate-data': validate_data, 'check-drift': check_drift, 'train': train, 'evaluate': evaluate,
          'gate': gate, 'promote': promote, 'materialize': materialize, 'smoke-test': smoke_test}
 
-def run_step(step:str, config='mlops.yaml', say=print, **kw)->dict:
+# %% ../nbs/86_pipeline.ipynb #5df2499e
+def run_step(step:str, # A command name: one of `STEPS`
+             config='mlops.yaml', # The config file, or a `PipelineConfig`
+             say=print, # Where the report lines go
+             **kw, # The step's own options, e.g. `version=` for evaluate, gate and promote
+            )->dict: # What the step returns
     "Run one pipeline step by its command name with the config file at `config`"
     if step not in STEPS: raise PipelineConfigError(f"unknown step {step!r}; the steps are {', '.join(STEPS)}")
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)

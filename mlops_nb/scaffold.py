@@ -19,44 +19,68 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['REQUIREMENTS', 'GITIGNORE', 'ScaffoldError', 'template_dir', 'project_files', 'init_project']
 
-# %% ../nbs/87_scaffold.ipynb #787143f4
+# %% ../nbs/87_scaffold.ipynb #f55eb493
 class ScaffoldError(FileExistsError):
     "The project can't be created where asked; nothing was written"
 
+# %% ../nbs/87_scaffold.ipynb #e17dd661
 def template_dir()->Path:
     "The folder of the project templates shipped in the package"
     from importlib.resources import files
     return Path(str(files('mlops_nb')))/'scaffold'
 
+# %% ../nbs/87_scaffold.ipynb #b800899b
 _PLACES = {'mlops-pipeline.yml': '.github/workflows/mlops-pipeline.yml'}
 REQUIREMENTS = "mlops-nb\npytest\njupyterlab\n"
 GITIGNORE = "mlops_workspace/\n.ipynb_checkpoints/\n__pycache__/\n"
 
-def project_files(name:str)->dict:
-    "Relative path -> text of every file of a new project named `name`"
+# %% ../nbs/87_scaffold.ipynb #edc218ab
+def _project_config(name:str)->str:
+    "The pipeline's `EXAMPLE_CONFIG` for a project named `name`, with the entity path on"
     from mlops_nb.pipeline import EXAMPLE_CONFIG
+    cfg = EXAMPLE_CONFIG.replace('name: fraud-detector', f'name: {name}').replace('experiment: pipeline', f'experiment: {name}-pipeline')
+    for line in ('# feature_pipeline:', '#   - {name: amount', '# online: {group:'):    # the entity path on: the smoke test covers it
+        assert '\n' + line in cfg, f"EXAMPLE_CONFIG lost its line {line!r}"
+        cfg = cfg.replace('\n' + line, '\n' + line[2:])
+    return cfg
+
+# %% ../nbs/87_scaffold.ipynb #7f8d31aa
+def project_files(name:str, # The project's and model's name: `__NAME__` in the templates becomes it
+                 )->dict: # Relative path -> text
+    "Relative path -> text of every file of a new project named `name`"
     out = {}
     for p in sorted(template_dir().rglob('*')):
         if p.is_dir() or p.name == '.notest' or '.ipynb_checkpoints' in p.parts or '__pycache__' in p.parts: continue
         rel = p.relative_to(template_dir()).as_posix()
         out[_PLACES.get(rel, rel)] = p.read_text().replace('__NAME__', name)
-    cfg = EXAMPLE_CONFIG.replace('name: fraud-detector', f'name: {name}').replace('experiment: pipeline', f'experiment: {name}-pipeline')
-    for line in ('# feature_pipeline:', '#   - {name: amount', '# online: {group:'):    # the entity path on: the smoke test covers it
-        assert '\n' + line in cfg, f"EXAMPLE_CONFIG lost its line {line!r}"
-        cfg = cfg.replace('\n' + line, '\n' + line[2:])
-    out.update({'mlops.yaml': cfg, 'requirements.txt': REQUIREMENTS, '.gitignore': GITIGNORE})
+    out.update({'mlops.yaml': _project_config(name), 'requirements.txt': REQUIREMENTS, '.gitignore': GITIGNORE})
     return out
 
-# %% ../nbs/87_scaffold.ipynb #076b0884
+# %% ../nbs/87_scaffold.ipynb #bc9541ed
+def _project_name(path:Path, name:str|None=None)->str:
+    "`name`, or one made from the folder's name; a `ScaffoldError` when it can't name a model"
+    name = name or re.sub(r'[^a-z0-9-]+', '-', path.resolve().name.lower()).strip('-') or 'model'
+    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', name):
+        raise ScaffoldError(f"{name!r} can't name a model: use letters, digits, '-', '_' and '.'")
+    return name
+
+# %% ../nbs/87_scaffold.ipynb #970d1983
+def _write_sample_data(path:Path):
+    "Synthetic transactions that pass the project's schema: `data/train.parquet` and `data/current.parquet`"
+    from mlops_nb.datasets import make_transactions
+    cols = ['user_id', 'amount', 'hour', 'is_foreign', 'account_age_days', 'tx_last_hour', 'is_fraud']   # user_id: the entity, not a feature
+    (path/'data').mkdir(exist_ok=True)
+    make_transactions(20_000, days=60, seed=1)[cols].to_parquet(path/'data'/'train.parquet')
+    make_transactions(5_000, days=7, start='2026-03-05', seed=2)[cols].to_parquet(path/'data'/'current.parquet')
+
+# %% ../nbs/87_scaffold.ipynb #f47732e1
 def init_project(path, # The project folder: new, or existing without any of the files to write
                  name:str|None=None, # The project's and model's name; the folder's name by default
                  sample_data:bool=True, # Write sample data (synthetic transactions) that passes the schema
                 )->list:
     "Create a new MLOps project at `path`; the list of files written"
     path = Path(path)
-    name = name or re.sub(r'[^a-z0-9-]+', '-', path.resolve().name.lower()).strip('-') or 'model'
-    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', name):
-        raise ScaffoldError(f"{name!r} can't name a model: use letters, digits, '-', '_' and '.'")
+    name = _project_name(path, name)
     files = project_files(name)
     data = ['data/train.parquet', 'data/current.parquet'] if sample_data else []
     clash = [f for f in [*files, *data] if (path/f).exists()]
@@ -64,10 +88,5 @@ def init_project(path, # The project folder: new, or existing without any of the
                                   "Pick a new folder, or move those files away.")
     for rel, text in files.items():
         (path/rel).parent.mkdir(parents=True, exist_ok=True); (path/rel).write_text(text)
-    if sample_data:
-        from mlops_nb.datasets import make_transactions
-        cols = ['user_id', 'amount', 'hour', 'is_foreign', 'account_age_days', 'tx_last_hour', 'is_fraud']   # user_id: the entity, not a feature
-        (path/'data').mkdir(exist_ok=True)
-        make_transactions(20_000, days=60, seed=1)[cols].to_parquet(path/'data'/'train.parquet')
-        make_transactions(5_000, days=7, start='2026-03-05', seed=2)[cols].to_parquet(path/'data'/'current.parquet')
+    if sample_data: _write_sample_data(path)
     return sorted([*files, *data])

@@ -99,3 +99,125 @@ def test_a_model_server_process_never_imports_ipywidgets_or_ipython():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == '[]', out.stdout
+
+
+# ---- the notebooks read as books: one idea per export cell, each public definition tested right after it (#17)
+import json, re, statistics
+NBS = PKG.parent / 'nbs'
+EXPORT = re.compile(r'#\|\s*exports?\b')
+TESTS_SOMETHING = re.compile(r'\b(test_\w+|expect_fail|assert)\b')
+
+
+def _code_cells(nb):
+    return [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+
+
+def _is_export(src): return bool(EXPORT.match(src.lstrip().split('\n', 1)[0]))
+
+
+def export_cell_lines(src:str) -> int:
+    "Lines of code in an export cell: directives and trailing blank lines not counted"
+    body = [l for l in src.split('\n') if not l.strip().startswith('#|')]
+    while body and not body[-1].strip(): body.pop()
+    return len(body)
+
+
+def _patches_only(src:str, cls:str) -> bool:
+    "Does export cell `src` only add methods to class `cls` (`@patch def m(self:cls, ...)`)?"
+    defs = [n for n in ast.parse(src).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    def patches(n):
+        if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) or not n.args.args: return False
+        ann = n.args.args[0].annotation
+        return isinstance(ann, ast.Name) and ann.id == cls and any('patch' in ast.unparse(d) for d in n.decorator_list)
+    return bool(defs) and all(patches(n) for n in defs)
+
+
+def untested_definitions(cells:list) -> list:
+    """Public top-level definitions of export cells that no test cell right after them names: among the next three
+    cells before the next export cell; a class built across cells with `@patch` may be tested after its methods"""
+    out = []
+    for k, src in enumerate(cells):
+        if not _is_export(src): continue
+        defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        for node in [n for n in ast.parse(src).body if isinstance(n, defs) and not n.name.startswith('_')]:
+            name, after = node.name, []
+            for s in cells[k + 1:]:
+                if _is_export(s):
+                    if isinstance(node, ast.ClassDef) and _patches_only(s, name): continue
+                    break
+                after.append(s)
+            if not isinstance(node, ast.ClassDef): after = after[:3]
+            if not any(re.search(rf'\b{name}\b', s) and TESTS_SOMETHING.search(s) for s in after): out.append(name)
+    return out
+
+
+def test_the_cell_checkers_see_what_they_should():
+    cells = ['#| export\ndef f(x): return x\n\n', 'test_eq(f(1), 1)', '#| export\nclass G: pass', 'G()',
+             '#| export\ndef _h(): pass']
+    test_eq = lambda a, b: a == b
+    assert test_eq(export_cell_lines(cells[0]), 1) and export_cell_lines('#| export\n#| hide\nx = 1\ny = 2') == 2
+    assert untested_definitions(cells) == ['G']          # G is used, never tested; _h is private
+    built = ['#| export\nclass K:\n    def __init__(self): self.go()', '#| export\n@patch\ndef go(self:K): return 1',
+             'test_eq(K().go(), 1)']                       # a class whose constructor needs its methods: tested after them
+    assert untested_definitions(built) == [] and untested_definitions(built[:1] + built[2:]) == []
+    assert untested_definitions(['#| export\nclass K: pass', '#| export\ndef f(): pass', 'test_eq(K(), f())']) == ['K']
+
+
+def _notebooks():
+    nbs = sorted(NBS.glob('*.ipynb'))
+    assert nbs, f'no notebooks under {NBS}: these checks read the sources in a checkout'
+    return [(nb, _code_cells(nb)) for nb in nbs]
+
+
+def test_export_cells_hold_one_idea_each():
+    "Each notebook's export cells have a median of at most 12 lines (fastcore and nbdev: 4-14)"
+    medians = {nb.name: statistics.median(ls) for nb, cells in _notebooks()
+               if (ls := [export_cell_lines(c) for c in cells if _is_export(c)])}
+    assert {n: m for n, m in medians.items() if m > 12} == {}
+
+
+def test_every_public_definition_is_tested_right_after_it():
+    missing = {nb.name: u for nb, cells in _notebooks() if (u := untested_definitions(cells))}
+    assert missing == {}, 'public definitions with no test cell right after them: ' + str(missing)
+
+
+def test_every_public_parameter_has_docments():
+    import importlib, inspect, pkgutil
+    from fastcore.docments import docments
+    def params(f):
+        try: ps = inspect.signature(f).parameters.values()
+        except (TypeError, ValueError): return []
+        return [p.name for p in ps if p.name not in ('self', 'cls') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    def callables(mod):
+        for n in getattr(mod, '__all__', []):
+            o = getattr(mod, n, None)
+            if getattr(o, '__module__', None) != mod.__name__: continue
+            if inspect.isfunction(o): yield n, o
+            elif inspect.isclass(o):
+                if '__init__' in o.__dict__:       # a dataclass's generated __init__: its fields, in the class body
+                    generated = o.__init__.__code__.co_filename.startswith('<')
+                    yield f'{n}()', o if generated else o.__init__
+                for k, v in o.__dict__.items():
+                    f = getattr(v, '__func__', v)
+                    if not k.startswith('_') and inspect.isfunction(f) and f.__module__.startswith('mlops_nb'):
+                        yield f'{n}.{k}', f
+    lacking = []
+    for m in pkgutil.walk_packages(mlops_nb.__path__, 'mlops_nb.'):
+        if m.name.endswith('_modidx'): continue
+        mod = importlib.import_module(m.name)
+        for label, f in callables(mod):
+            if not (ps := params(f)): continue
+            try: d = docments(f, full=True)
+            except OSError as e: lacking.append(f'{m.name}.{label}: source not readable ({e})'); continue
+            if bad := [p for p in ps if not (d.get(p) or {}).get('docment')]: lacking.append(f'{m.name}.{label}: {bad}')
+    assert lacking == [], 'parameters without docments:\n' + '\n'.join(lacking)
+
+
+def test_tests_never_import_a_private_name_of_the_package():
+    found = []
+    for p in sorted((PKG.parent / 'tests').glob('*.py')):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('mlops_nb'):
+                found += [f'{p.name}: {node.module}.{a.name}' for a in node.names
+                          if a.name.startswith('_') and not a.name.startswith('__')]
+    assert found == [], 'tests importing private names (test the public API): ' + ', '.join(found)

@@ -325,7 +325,7 @@ def key_file_path(f:Path, # A data file of a group, `part-….parquet`
     "The key file of data file `f`: `part-….parquet` -> `key-part-….arrow`"
     return f.with_name('key-' + f.name[:-len('.parquet')] + '.arrow')
 
-# %% ../../nbs/11_features.offline.ipynb #bb7ebaf3
+# %% ../../nbs/11_features.offline.ipynb #d304bae7
 def _pack_times(tt:np.ndarray, code_bits:int, ranked:bool)->tuple|None:
     "The time part of the join key for µs times `tt`: (values, tmin, bits, distinct times or None); None if it doesn't fit"
     tmin = int(tt.min()) if len(tt) else 0
