@@ -109,7 +109,7 @@ if args.what_if:
             p = free_port(); log = open(tmp / f'whatif-{rnd}-{len(wres[name])}-{abs(hash(name))}.log', 'wb')
             proc = subprocess.Popen(cmd(p), env={**env, **(extra or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
             try:
-                wait_until_up(f'http://127.0.0.1:{p}{ready}', proc)
+                wait_until_up(f'http://127.0.0.1:{p}{ready}', proc, timeout=120)
                 run_wrk(f'http://127.0.0.1:{p}/invocations', split_body, 3)
                 r = run_wrk(f'http://127.0.0.1:{p}/invocations', split_body, args.seconds); wres[name].append(r)
                 print(f'round {rnd}: {name}: {r}', file=sys.stderr, flush=True)
@@ -134,7 +134,7 @@ for rnd in range(args.rounds):
         log = open(tmp / f'server-{rnd}-{len(sname)}.log', 'wb')
         proc = subprocess.Popen(s['cmd'](p), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
         try:
-            wait_until_up(f'http://127.0.0.1:{p}{s["ready"]}', proc)
+            wait_until_up(f'http://127.0.0.1:{p}{s["ready"]}', proc, timeout=120)
             answers[sname] = json.load(urllib.request.urlopen(urllib.request.Request(
                 f'http://127.0.0.1:{p}/invocations', data=split_body.encode(), headers={'Content-Type': 'application/json'})))
             for name, path, body in s['loads']:

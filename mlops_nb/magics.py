@@ -99,10 +99,12 @@ def _named_values(ns:dict, # The user's namespace
     return {n: ns[n] for n in params}, {n: ns[n] for n in metrics}
 
 # %% ../nbs/80_magics.ipynb #ccbbe3f7
-def _add_magics_to(cls):
-    "A decorator that moves the magics IPython's `@line_magic`/`@cell_magic` just recorded into `cls.magics`"
+def _add_magic_to(cls, kind:str):
+    "A decorator moving the `kind` ('line'/'cell') magic just recorded for the method by IPython into `cls.magics`"
     def deco(f):
-        for kind in ('line', 'cell'): cls.magics[kind].update(_magic.magics[kind]); _magic.magics[kind].clear()
+        if f.__name__ not in _magic.magics[kind]:
+            raise ValueError(f"no {kind} magic {f.__name__!r} recorded: put @{kind}_magic right under this decorator")
+        cls.magics[kind][f.__name__] = _magic.magics[kind].pop(f.__name__)
         return f
     return deco
 
@@ -113,7 +115,7 @@ class MlopsMagics(Magics):
 
 # %% ../nbs/80_magics.ipynb #b14d058d
 @patch
-@_add_magics_to(MlopsMagics)
+@_add_magic_to(MlopsMagics, 'cell')
 @cell_magic
 @magic_arguments()
 @argument('experiment', nargs='?', default=None, help='MLflow experiment (the configured one by default)')
@@ -151,7 +153,7 @@ def track(self:MlopsMagics,
 
 # %% ../nbs/80_magics.ipynb #85d172b1
 @patch
-@_add_magics_to(MlopsMagics)
+@_add_magic_to(MlopsMagics, 'line')
 @line_magic
 @magic_arguments()
 @argument('experiment', nargs='?', default=None, help='MLflow experiment (the configured one by default)')
@@ -165,7 +167,7 @@ def runs(self:MlopsMagics,
 
 # %% ../nbs/80_magics.ipynb #2b0708f8
 @patch
-@_add_magics_to(MlopsMagics)
+@_add_magic_to(MlopsMagics, 'line')
 @line_magic
 @magic_arguments()
 @argument('name', help='name of an A/B test saved with ABTest.save()')
@@ -180,7 +182,7 @@ def abtest(self:MlopsMagics,
 
 # %% ../nbs/80_magics.ipynb #c66bfdaa
 @patch
-@_add_magics_to(MlopsMagics)
+@_add_magic_to(MlopsMagics, 'line')
 @line_magic
 @magic_arguments()
 @argument('reference', help='variable holding the reference DataFrame (or a saved profile path)')
@@ -199,7 +201,7 @@ def drift(self:MlopsMagics,
 
 # %% ../nbs/80_magics.ipynb #242ecc60
 @patch
-@_add_magics_to(MlopsMagics)
+@_add_magic_to(MlopsMagics, 'line')
 @line_magic
 def features(self:MlopsMagics,
     line:str, # Ignored: the magic takes no arguments
@@ -249,7 +251,7 @@ def _health_html(s)->str:
 
 # %% ../nbs/80_magics.ipynb #6a169cf7
 @patch
-@_add_magics_to(MlopsMagics)
+@_add_magic_to(MlopsMagics, 'line')
 @line_magic
 def mlops(self:MlopsMagics,
     line:str, # Ignored: the magic takes no arguments

@@ -23,8 +23,8 @@ from .lineage import frame_hash
 from .links import GATE
 
 # %% auto #0
-__all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigError', 'PipelineCheckFailed', 'PipelineConfig',
-           'parse_config', 'load_config', 'load_project', 'read_table', 'data_hash', 'split_data', 'data_schema',
+__all__ = ['EXAMPLE_CONFIG', 'CHALLENGER', 'CHAMPION', 'STEPS', 'PipelineConfigError', 'PipelineConfig', 'parse_config',
+           'load_config', 'load_project', 'read_table', 'PipelineCheckFailed', 'data_hash', 'split_data', 'data_schema',
            'validate_data', 'check_drift', 'make_estimator', 'with_threshold', 'make_model', 'imbalance_metrics',
            'confusion_figure', 'train', 'evaluate', 'gate', 'promote', 'stop_server', 'start_server', 'smoke_test',
            'materialize', 'run_step']
@@ -73,13 +73,13 @@ _DEFAULTS = {'split': {'test_size': 0.25, 'seed': 0, 'time_column': None}, 'drif
              'feature_pipeline': None, 'online': None}
 _SCHEMA_KEYS = {'dtype', 'min', 'max', 'isin', 'nullable', 'unique'}
 
+# %% ../nbs/86_pipeline.ipynb #4bc3633f
+def _need(cond, msg, source):
+    if not cond: raise PipelineConfigError(f"{source}: {msg}")
+
 # %% ../nbs/86_pipeline.ipynb #503bd69c
 class PipelineConfigError(ValueError):
     "The config file is missing, unreadable or wrong; the message says which key and what is expected"
-
-# %% ../nbs/86_pipeline.ipynb #7ba06377
-class PipelineCheckFailed(RuntimeError):
-    "A pipeline step's check failed; the message says what failed and what to do"
 
 # %% ../nbs/86_pipeline.ipynb #91e2afc5
 class PipelineConfig(dict):
@@ -102,10 +102,6 @@ class PipelineConfig(dict):
         d = self['data']
         return list(d.get('features') or [c for c in d.get('schema', {}) if c != d['target']])
     def __repr__(self): return f"PipelineConfig({self.source}: model {self['model']['name']!r}, data {self['data']['train']!r})"
-
-# %% ../nbs/86_pipeline.ipynb #4bc3633f
-def _need(cond, msg, source):
-    if not cond: raise PipelineConfigError(f"{source}: {msg}")
 
 # %% ../nbs/86_pipeline.ipynb #20a8fe1c
 def _check_required(data, source:str):
@@ -180,6 +176,10 @@ def read_table(path:Path, # A .parquet (.pq) or .csv (.gz) file
     if path.suffix in ('.csv', '.gz'): return pd.read_csv(path)
     raise PipelineCheckFailed(f"{path}: unknown data format {path.suffix!r}; use .parquet or .csv")
 
+# %% ../nbs/86_pipeline.ipynb #7ba06377
+class PipelineCheckFailed(RuntimeError):
+    "A pipeline step's check failed; the message says what failed and what to do"
+
 # %% ../nbs/86_pipeline.ipynb #5746fbee
 def data_hash(cfg:PipelineConfig, # The pipeline config: which columns the model uses
               df=None, # The training data, when already read; by default read from `data.train`
@@ -221,11 +221,13 @@ _DTYPES = {'float': 'float64', 'int': 'int64', 'str': 'str', 'bool': 'bool', 'ca
 
 # %% ../nbs/86_pipeline.ipynb #9db3bc31
 def _pandera():
-    "`pandera.pandas`, without the FutureWarning `pyspark.pandas` prints on import (pandera loads it when PySpark is installed)"
+    """`pandera.pandas`, without the FutureWarning `pyspark.pandas` prints on import (pandera loads it when PySpark is
+    installed, on import and again when its first validation registers the pandas backends: done here, quietly)"""
     import warnings
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='PySpark does not yet fully support', category=FutureWarning)
-        import pandera.pandas as pa
+        import pandas as pd, pandera.pandas as pa
+        pa.DataFrameSchema({}).validate(pd.DataFrame())
     return pa
 
 # %% ../nbs/86_pipeline.ipynb #8f78405a

@@ -19,6 +19,14 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['REQUIREMENTS', 'GITIGNORE', 'ScaffoldError', 'template_dir', 'project_files', 'init_project']
 
+# %% ../nbs/87_scaffold.ipynb #bc9541ed
+def _project_name(path:Path, name:str|None=None)->str:
+    "`name`, or one made from the folder's name; a `ScaffoldError` when it can't name a model"
+    name = name or re.sub(r'[^a-z0-9-]+', '-', path.resolve().name.lower()).strip('-') or 'model'
+    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', name):
+        raise ScaffoldError(f"{name!r} can't name a model: use letters, digits, '-', '_' and '.'")
+    return name
+
 # %% ../nbs/87_scaffold.ipynb #f55eb493
 class ScaffoldError(FileExistsError):
     "The project can't be created where asked; nothing was written"
@@ -55,14 +63,6 @@ def project_files(name:str, # The project's and model's name: `__NAME__` in the 
         out[_PLACES.get(rel, rel)] = p.read_text().replace('__NAME__', name)
     out.update({'mlops.yaml': _project_config(name), 'requirements.txt': REQUIREMENTS, '.gitignore': GITIGNORE})
     return out
-
-# %% ../nbs/87_scaffold.ipynb #bc9541ed
-def _project_name(path:Path, name:str|None=None)->str:
-    "`name`, or one made from the folder's name; a `ScaffoldError` when it can't name a model"
-    name = name or re.sub(r'[^a-z0-9-]+', '-', path.resolve().name.lower()).strip('-') or 'model'
-    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', name):
-        raise ScaffoldError(f"{name!r} can't name a model: use letters, digits, '-', '_' and '.'")
-    return name
 
 # %% ../nbs/87_scaffold.ipynb #970d1983
 def _write_sample_data(path:Path):

@@ -30,12 +30,13 @@ from .tracking_eval import (model_task, evaluate_model, learning_curve_figure, f
                                     runs_frame)
 
 # %% auto #0
-__all__ = ['ExperimentTracker', 'train_model_with_tracking', 'TrackingStoreError', 'prepare_store', 'mlflow_uri', 'check_metric',
-           'model_task', 'evaluate_model', 'learning_curve_figure', 'feature_importance_figure']
+__all__ = ['ExperimentTracker', 'train_model_with_tracking', 'TrackingStoreError', 'prepare_store', 'mlflow_uri',
+           'get_or_create_experiment', 'check_metric', 'model_task', 'evaluate_model', 'learning_curve_figure',
+           'feature_importance_figure', 'runs_frame']
 
 # %% ../nbs/01_tracking.ipynb #f637a66e
-_all_ = ['TrackingStoreError', 'prepare_store', 'mlflow_uri', 'check_metric', 'model_task', 'evaluate_model',
-         'learning_curve_figure', 'feature_importance_figure']
+_all_ = ['TrackingStoreError', 'prepare_store', 'mlflow_uri', 'get_or_create_experiment', 'check_metric', 'model_task',
+         'evaluate_model', 'learning_curve_figure', 'feature_importance_figure', 'runs_frame']
 
 # %% ../nbs/01_tracking.ipynb #70a9ae8c
 def _mlflow():

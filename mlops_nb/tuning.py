@@ -73,6 +73,15 @@ class HyperparameterOptimizer:
     def __repr__(self):
         return f"HyperparameterOptimizer({self.study_name!r}, n_trials={self.n_trials}, storage={redact(self.storage)!r})"
 
+# %% ../nbs/02_tuning.ipynb #ed0e7b57
+@patch
+def _check_trial_space(self:HyperparameterOptimizer, trial):
+    "For a space given as a function: a param of this trial drawn from another distribution than the study's trials"
+    for k, d in trial.distributions.items():
+        if k in getattr(self, '_known_space', {}) and self._known_space[k] != d:
+            raise SearchChangedError(f"study {self.study_name!r} has trials with {k} from {self._known_space[k]}, this one "
+                                     f"draws it from {d}; use the study's space to continue it, or another study_name to start a new one")
+
 # %% ../nbs/02_tuning.ipynb #b4c7a75a
 class SearchChangedError(ValueError):
     "A study resumed with another metric or search space than its trials were run with"
@@ -110,15 +119,6 @@ def _score(self:HyperparameterOptimizer, model, X_val, y_val, task)->float:
         raise ValueError(f"the validation {self.metric} is NaN ({len(y_val)} validation rows): the metric is undefined for "
                          f"this validation set or the model predicts NaN")
     return m[self.metric]
-
-# %% ../nbs/02_tuning.ipynb #ed0e7b57
-@patch
-def _check_trial_space(self:HyperparameterOptimizer, trial):
-    "For a space given as a function: a param of this trial drawn from another distribution than the study's trials"
-    for k, d in trial.distributions.items():
-        if k in getattr(self, '_known_space', {}) and self._known_space[k] != d:
-            raise SearchChangedError(f"study {self.study_name!r} has trials with {k} from {self._known_space[k]}, this one "
-                                     f"draws it from {d}; use the study's space to continue it, or another study_name to start a new one")
 
 # %% ../nbs/02_tuning.ipynb #88d872d9
 @patch

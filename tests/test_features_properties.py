@@ -6,7 +6,7 @@ import math, os, shutil, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
-from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, event, example, given, settings, strategies as st
 from mlops_nb.features.offline import OfflineFeatureStore, OutOfCoreJoin, normalize_entity_ids
 
 SETTINGS = settings(max_examples=int(os.environ.get('MLOPS_NB_HYPOTHESIS_EXAMPLES', 50)),   # bounded for CI; more locally
@@ -128,15 +128,31 @@ def test_point_in_time_answers_equal_a_brute_force_reference(case):
     with fresh_store() as store: check_pit(store, *case)
 
 
-MILLENNIUM = 1000 * 365 * 86400     # seconds: 30 of them in µs need 60 bits, so (entity, time) does not fit in 62
+def key_names(d):
+    "The data files the key files of group folder `d` belong to, of either kind (`key-part-X.arrow`, `rkey-part-X.arrow`)"
+    return sorted(p.name.split('-', 1)[1][:-len('.arrow')] for p in [*d.glob('key-*.arrow'), *d.glob('rkey-*.arrow')])
+
+
+MILLENNIUM = 1000 * 365 * 86400     # seconds: a file spanning 19 of them (59 bits of µs) with 4+ entities (3 bits)
+                                    # needs over 62 bits, so it is keyed by time rank
+WIDE = [(0, 0, 1.0), (1, 30, 2.0), (2, 5, 3.0), (3, 20, 4.0), (4, 30, 5.0)]   # 5 entities over 30 millennia
+WIDE_QUERIES = [(1, 30), (1, 29), (4, 35), (3, 19), (0, None), (2, 5)]
+
+
+def test_a_file_spanning_millennia_is_keyed_by_time_rank():
+    with fresh_store() as store:
+        check_pit(store, [WIDE], WIDE_QUERIES, None, unit=MILLENNIUM)    # (it compacts at the end: the merged file too)
+        assert [p.name.split('-')[0] for p in (store.storage_path / 'g').glob('*key-*.arrow')] == ['rkey']
 
 
 @settings(SETTINGS, max_examples=max(10, SETTINGS.max_examples // 2))
+@example(case=([WIDE], WIDE_QUERIES, 0))                                  # always keyed by time rank
 @given(case=pit_case())
 def test_point_in_time_answers_on_keys_by_time_rank_equal_the_reference(case):
-    writes, queries, _ = case                                              # (a TTL of millennia is no TTL a user sets)
+    writes, queries, ttl = case
     assume(queries)                                                        # (an empty frame: the test above)
-    with fresh_store() as store: check_pit(store, writes, queries, None, unit=MILLENNIUM)
+    ttl = None if ttl is None else 0                                       # exact times only (millennia overflow a Timedelta)
+    with fresh_store() as store: check_pit(store, writes, queries, ttl, unit=MILLENNIUM)
 
 
 def check_pit(store, writes, queries, ttl, unit=1):
@@ -150,8 +166,9 @@ def check_pit(store, writes, queries, ttl, unit=1):
         store.write('g', pd.DataFrame({'entity_id': [e for e, _, _ in w], 'event_timestamp': at([s for _, s, _ in w]),
                                        'x': [v for _, _, v in w]}))
         rows += w
-    q = pd.DataFrame({'entity_id': pd.Series([e for e, _ in queries], dtype=object),
-                      'event_timestamp': at([s for _, s in queries]).astype(object) if unit == 1 else at([s for _, s in queries])})
+    q = pd.DataFrame({'entity_id': pd.Series([e for e, _ in queries], dtype=object),      # as a user's frame: objects, None
+                      'event_timestamp': pd.Series([None if s is None else T0 + pd.Timedelta(seconds=s) for _, s in queries],
+                                                   dtype=object) if unit == 1 else at([s for _, s in queries])})
 
     def brute(e, s):
         if e is None or s is None: return np.nan
@@ -171,11 +188,11 @@ def check_pit(store, writes, queries, ttl, unit=1):
     from mlops_nb.features import offline
     d = store.storage_path / 'g'
     data = sorted(p.name for p in d.glob('part-*.parquet'))
-    assert sorted(p.name for p in d.glob('key-*.arrow')) == ['key-' + n[:-len('.parquet')] + '.arrow' for n in data]   # a key per file, written with it
+    assert key_names(d) == [n[:-len('.parquet')] for n in data]           # a key per file, written with it
     for rebuilt in (False, True):                                          # as a fresh process: the persisted keys, then keys rebuilt from the files
         offline._keys.clear()
         if rebuilt:
-            for k in d.glob('key-*.arrow'): k.unlink()
+            for k in [*d.glob('key-*.arrow'), *d.glob('rkey-*.arrow')]: k.unlink()
         got = OfflineFeatureStore(store.storage_path, compact_after=None).get_historical_features(q, ['g:x'], ttl=None if ttl is None else f'{ttl}s')
         np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
     ooc = OfflineFeatureStore(store.storage_path, compact_after=None, join_memory_budget=1)   # past the budget: out of core in DuckDB
@@ -185,6 +202,6 @@ def check_pit(store, writes, queries, ttl, unit=1):
     assert ooc.last_engines == {'g': 'duckdb' if len(q) else 'memory'} and len(got) == len(q)   # an empty frame needs no memory
     np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))
     store.compact('g')                                                     # the same answers from one compacted file
-    assert sorted(p.name[4:-6] for p in d.glob('key-*.arrow')) == sorted(p.name[:-8] for p in d.glob('part-*.parquet'))   # the compaction's key replaces theirs
+    assert key_names(d) == sorted(p.name[:-8] for p in d.glob('part-*.parquet'))   # the compaction's key replaces theirs
     got = store.get_historical_features(q, ['g:x'], ttl=None if ttl is None else f'{ttl}s')
     np.testing.assert_array_equal(got.x.to_numpy(dtype=float), np.array(ref, dtype=float))

@@ -109,6 +109,7 @@ def test_failures_exit_non_zero_with_a_message_a_ci_log_reader_understands(proje
     assert 'validate-data FAILED: data/train.parquet breaks the schema' in out.stderr
     assert "the model's columns ['hour'] are missing" in out.stderr
     assert 'amount: 2 row(s) fail greater_than_or_equal_to(0)' in out.stderr and 'rows [5, 9]' in out.stderr
+    assert 'Warning' not in out.stderr, out.stderr     # no library chatter: pandera's checks load pyspark.pandas, quietly
 
     out = mlops(['pipeline', 'check-drift'], root, env)
     assert out.returncode == 1 and "check-drift FAILED: data/train.parquet lacks the columns ['hour']" in out.stderr

@@ -39,7 +39,7 @@ except ImportError: fcntl = None      # Windows: leftover temp files are removed
 # %% auto #0
 __all__ = ['GROUP_NAME', 'FeatureStore', 'entity_id_error', 'normalize_entity_id', 'normalize_entity_ids', 'join_memory',
            'check_group_name', 'locked_temp_file', 'remove_if_abandoned', 'OfflineFeatureStore', 'key_file_path',
-           'parse_ttl', 'OutOfCoreJoin']
+           'create_group_file', 'parse_ttl', 'OutOfCoreJoin']
 
 # %% ../../nbs/11_features.offline.ipynb #17f621c8
 class FeatureStore:
@@ -321,9 +321,16 @@ def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|Non
 
 # %% ../../nbs/11_features.offline.ipynb #d4329f18
 def key_file_path(f:Path, # A data file of a group, `part-….parquet`
+                  ranked:bool=False, # The file of a key by time rank, `rkey-part-….arrow`
                  )->Path:
-    "The key file of data file `f`: `part-….parquet` -> `key-part-….arrow`"
-    return f.with_name('key-' + f.name[:-len('.parquet')] + '.arrow')
+    "The key file of data file `f`: `part-….parquet` -> `key-part-….arrow` (or `rkey-part-….arrow`)"
+    return f.with_name(('rkey-' if ranked else 'key-') + f.name[:-len('.parquet')] + '.arrow')
+
+# %% ../../nbs/11_features.offline.ipynb #2e360c3e
+def _unlink_keys(f:Path):
+    "Remove the key files of data file `f`, of either kind"
+    for ranked in (False, True): key_file_path(f, ranked).unlink(missing_ok=True)
+
 
 # %% ../../nbs/11_features.offline.ipynb #d304bae7
 def _pack_times(tt:np.ndarray, code_bits:int, ranked:bool)->tuple|None:
@@ -371,7 +378,7 @@ def _key_table(t, meta:dict, group:str, ranked:bool=True):
 def _write_key(kt, f:Path)->Path:
     "Write key table `kt` for data file `f`, to a locked temp file renamed into place (as every file of the store)"
     import pyarrow as pa
-    k = key_file_path(f)
+    k = key_file_path(f, ranked=b'"ranked"' in kt.schema.metadata[b'mlops_nb.key'])
     with locked_temp_file(k.with_name(k.name + '.tmp')) as fh:
         with pa.ipc.new_file(fh, kt.schema) as w: w.write_table(kt)
         fh.flush(); os.replace(k.with_name(k.name + '.tmp'), k)
@@ -381,8 +388,9 @@ def _write_key(kt, f:Path)->Path:
 def _remove_orphan_keys(d:Path, age:float=3600)->int:
     "Remove key files whose data file never arrived (a writer killed between the two) once they are `age` seconds old"
     n = 0
-    for k in d.glob('key-part-*.arrow'):
-        if not k.with_name(k.name[4:-len('.arrow')] + '.parquet').exists() and time.time() - k.stat().st_mtime > age: k.unlink(missing_ok=True); n += 1
+    for k in [*d.glob('key-part-*.arrow'), *d.glob('rkey-part-*.arrow')]:
+        data = k.with_name(k.name.split('-', 1)[1][:-len('.arrow')] + '.parquet')      # (r)key-part-….arrow -> part-….parquet
+        if not data.exists() and time.time() - k.stat().st_mtime > age: k.unlink(missing_ok=True); n += 1
     return n
 
 # %% ../../nbs/11_features.offline.ipynb #63a6b09b
@@ -408,7 +416,9 @@ def _write_file(t, d:Path, name:str)->Path:
     return f
 
 # %% ../../nbs/11_features.offline.ipynb #b28b9bc1
-def _create_group_file(d:Path, new:dict)->dict:
+def create_group_file(d:Path, # The group's folder (created if missing)
+                      new:dict, # The metadata to create it with: entity_col, timestamp_col, features, schema
+                     )->dict:
     "Create group folder `d`'s `_group.json` as `new`, atomically (a hard link that fails if it exists); the metadata that won"
     ensure_dir(d)
     tmp = d/f'_group.json.{uuid.uuid4().hex[:8]}.tmp'
@@ -434,7 +444,7 @@ def write(self:OfflineFeatureStore, group:str, # The feature group; created by i
     t = _to_table(out)                                   # everything that can fail on the values fails before anything is written
     if not meta:
         new = dict(entity_col=entity_col, timestamp_col=timestamp_col, features=feats, schema=sent)
-        if (meta := _create_group_file(d, new)) is not new:     # another writer created the group first: its schema rules
+        if (meta := create_group_file(d, new)) is not new:     # another writer created the group first: its schema rules
             out, feats, sent, entity_col, timestamp_col = self._prepare(group, df, meta, entity_col, timestamp_col)
             t = _to_table(out)
     if not len(out): return None
@@ -540,7 +550,7 @@ def compact(self:OfflineFeatureStore, group:str, # A feature group of this store
             try: fcntl.flock(lk.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except OSError: return 0                         # another process is compacting this group
         elif not wait: return 0                              # no file locks here (Windows): only compactions asked for
-        for f in self.live_files(group, replaced=True): f.unlink(missing_ok=True); key_file_path(f).unlink(missing_ok=True)   # replaced by a compaction stopped before it removed them
+        for f in self.live_files(group, replaced=True): f.unlink(missing_ok=True); _unlink_keys(f)   # replaced by a compaction stopped before it removed them
         _remove_orphan_keys(d)
         files = self.live_files(group)
         n = 0
@@ -550,7 +560,7 @@ def compact(self:OfflineFeatureStore, group:str, # A feature group of this store
             name = '-'.join(run[-1].stem.split('-')[:3]) + f'-c{time.time_ns()}.parquet'   # sorts where its last file did
             if (kt := _key_table(t, meta, group)) is not None: _write_key(kt, d/name)       # the key of the merged rows, built once
             _write_file(t, d, name)
-            for f in run: f.unlink(missing_ok=True); key_file_path(f).unlink(missing_ok=True)
+            for f in run: f.unlink(missing_ok=True); _unlink_keys(f)
             n += len(run)
     return n
 
@@ -622,7 +632,7 @@ OfflineFeatureStore._packed = True    # False: always join with merge_asof (the 
 
 @patch
 def _merge_asof(self:OfflineFeatureStore, out, ents, ts, tol, g, feats):
-    "The join by pandas `merge_asof`, for groups whose (entity, time) key does not fit in 62 bits"
+    "The join by pandas `merge_asof`: the reference the tests compare the keyed join with (`_packed = False`)"
     meta = self.group_info(g)
     right = _usable(self.read(g, feats), meta, g)
     codes, _ = pd.factorize(pd.concat([ents, right[meta['entity_col']].astype(str)], ignore_index=True))
@@ -682,9 +692,9 @@ _NOFIT = {}          # data file (path, inode) -> True: even its key of time ran
 @patch
 def _file_segment(self:OfflineFeatureStore, group:str, f:Path, meta:dict)->dict|None:
     "The key segment of data file `f`: its key file, or built from `f` once (and persisted) for files written without one"
-    k = key_file_path(f)
-    try: return _load_key(k)
-    except FileNotFoundError: pass
+    for ranked in (False, True):
+        try: return _load_key(key_file_path(f, ranked))
+        except FileNotFoundError: pass
     st = os.stat(f)                                    # FileNotFoundError: compacted away meanwhile (the caller lists again)
     if _NOFIT.get((str(f), st.st_ino)): return None
     import pyarrow.parquet as pq
@@ -692,17 +702,17 @@ def _file_segment(self:OfflineFeatureStore, group:str, f:Path, meta:dict)->dict|
     if kt is None:
         if pq.read_metadata(f).num_rows: _NOFIT[(str(f), st.st_ino)] = True; return None
         return {'empty': True}
-    try: _write_key(kt, f); return _load_key(k)
+    try: return _load_key(_write_key(kt, f))
     except OSError: return _segment(kt)                # a read-only store: keep it in memory
 
 # %% ../../nbs/11_features.offline.ipynb #3713afe2
 @patch
 def _pit_index(self:OfflineFeatureStore, group:str, feats:list|None=None)->list|None:
-    "The group's key segments in write order (one per data file, memory-mapped, shared in the process); None if one needs over 62 bits"
+    "The group's key segments in write order (one per data file, memory-mapped, shared in the process); None if one can't be keyed (then `merge_asof` joins)"
     self.flush()
     meta = self.group_info(group)
     files, segs = self._read_live(group, lambda files: [self._file_segment(group, f, meta) for f in files])
-    _forget_keys(self.storage_path/group, {str(key_file_path(f)) for f in files})
+    _forget_keys(self.storage_path/group, {str(key_file_path(f, r)) for f in files for r in (False, True)})
     segs = [s for s in segs if s is None or not s.get('empty')]
     if not segs or any(s is None for s in segs) or not any(len(s['keys']) for s in segs): return None
     return segs
@@ -806,7 +816,7 @@ def _join_memory(self:OfflineFeatureStore, group:str, feats:list, entity_rows:in
     import pyarrow.parquet as pq
     unkeyed = 0
     for f in self.live_files(group):
-        if not key_file_path(f).exists():
+        if not (key_file_path(f).exists() or key_file_path(f, ranked=True).exists()):
             try: unkeyed += pq.read_metadata(f).num_rows
             except FileNotFoundError: pass
     return join_memory(entity_rows, len(feats), unkeyed, len(self.group_info(group)['features']))

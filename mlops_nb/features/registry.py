@@ -27,21 +27,16 @@ from fastcore.basics import patch
 __all__ = ['FeatureVersion', 'FeatureRegistry', 'check_sql', 'sandboxed_duckdb']
 
 # %% ../../nbs/13_features.registry.ipynb #75cc0695
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class FeatureVersion:
     "One immutable version of a feature definition"
-    feature_name:str; version:int; computation_logic:str; created_at:datetime
-    description:str=''; owner:str=''; logic_hash:str=''
-    def __init__(self, feature_name:str, # The feature's name
-                 version:int, # Its version, counted from 1
-                 computation_logic:str, # The SQL `SELECT` that computes it
-                 created_at:datetime, # When this version was registered (UTC)
-                 description:str='', # What the feature means
-                 owner:str='', # Who looks after it
-                 logic_hash:str='', # Hash of the normalised logic: registering the same logic again finds this version
-                ):
-        a = dict(locals()); a.pop('self')
-        for k, v in a.items(): object.__setattr__(self, k, v)     # frozen: set once, here
+    feature_name:str # The feature's name
+    version:int # Its version, counted from 1
+    computation_logic:str # The SQL `SELECT` that computes it
+    created_at:datetime # When this version was registered (UTC)
+    description:str='' # What the feature means
+    owner:str='' # Who looks after it
+    logic_hash:str='' # Hash of the normalised logic: registering the same logic again finds this version
 
 # %% ../../nbs/13_features.registry.ipynb #e7979e56
 @contextmanager

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from .offline import (OfflineFeatureStore, normalize_entity_ids, normalize_entity_id, entity_id_error,
-                                      check_group_name, locked_temp_file, parse_ttl, remove_if_abandoned)
+                                      check_group_name, create_group_file, locked_temp_file, parse_ttl,
+                                      remove_if_abandoned)
 
 # %% auto #0
 __all__ = ['SparkOfflineStore']
@@ -175,13 +176,7 @@ def _prepare_spark(self:SparkOfflineStore, group:str, sdf, meta:dict|None, entit
 @patch
 def _create_group(self:SparkOfflineStore, group:str, new:dict)->dict:
     "Create the group's metadata atomically, as the embedded store does; the metadata that won (another writer's, if it was first)"
-    d = self.storage_path/group
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d/f'_group.json.{uuid.uuid4().hex[:8]}.tmp'
-    with locked_temp_file(tmp) as fh:
-        fh.write(json.dumps(new).encode()); fh.flush()
-        try: os.link(tmp, d/'_group.json'); return new
-        except FileExistsError: return json.loads((d/'_group.json').read_text())
+    return create_group_file(self.storage_path/group, new)
 
 # %% ../../nbs/14_features.spark.ipynb #f12b8c8d
 @patch

@@ -37,9 +37,6 @@ def route(split:dict, # `{variant: share}`, shares summing to 1, in the order th
         if u < acc: return v
     return list(split)[-1]
 
-# %% ../../nbs/21_models.canary.ipynb #99a25859
-_SPLIT, _ROLLOUT = SPLIT_TAG, ROLLOUT_TAG
-
 # %% ../../nbs/21_models.canary.ipynb #cc809b8b
 def _now()->str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
@@ -58,7 +55,7 @@ class CanaryDeployment:
 @patch
 def _state(self:CanaryDeployment)->dict|None:
     "The stored rollout state; an older state (MLflow numbers, epoch times) is read in today's form"
-    s = self._tags().get(_ROLLOUT)
+    s = self._tags().get(ROLLOUT_TAG)
     if not s: return None
     s = json.loads(s)
     if 'canary_number' not in s:
@@ -75,7 +72,7 @@ def _state(self:CanaryDeployment)->dict|None:
 @patch(as_prop=True)
 def traffic_split(self:CanaryDeployment)->dict:
     "The split stored for the servers: `{version number: share}`; `{}` means all traffic to the champion"
-    return json.loads(self._tags().get(_SPLIT, '{}'))
+    return json.loads(self._tags().get(SPLIT_TAG, '{}'))
 
 # %% ../../nbs/21_models.canary.ipynb #c11f1d1f
 @patch
@@ -95,7 +92,7 @@ def set_traffic_split(self:CanaryDeployment,
         champion = self.registry.current_version
         if champion is not None and champion not in split:
             split = {champion: 0.0, **split}   # the split is made for this champion
-        self.registry.set_tag(_SPLIT, json.dumps(split))
+        self.registry.set_tag(SPLIT_TAG, json.dumps(split))
     return split
 
 # %% ../../nbs/21_models.canary.ipynb #308566ad
@@ -237,7 +234,7 @@ def _check_plan(steps, duration_hours, min_requests):
 
 # %% ../../nbs/21_models.canary.ipynb #11ed9dfd
 @patch
-def _save(self:CanaryDeployment, state:dict): self.registry.set_tag(_ROLLOUT, json.dumps(state))
+def _save(self:CanaryDeployment, state:dict): self.registry.set_tag(ROLLOUT_TAG, json.dumps(state))
 
 # %% ../../nbs/21_models.canary.ipynb #ef0ae04e
 @patch
@@ -256,7 +253,7 @@ def _current(self:CanaryDeployment)->dict|None:
 def _set_step(self:CanaryDeployment, state:dict):
     "Send the step's share to the canary (all of it at the last step, until promotion)"
     share = state['shares'][state['step']]
-    self.registry.set_tag(_SPLIT, json.dumps({state['champion_number']: round(1 - share, 6),
+    self.registry.set_tag(SPLIT_TAG, json.dumps({state['champion_number']: round(1 - share, 6),
                                                state['canary_number']: share}))
     state['log'].append(dict(time=_now(), event=f"step {state['step'] + 1}: canary {state['canary']} at {share:.0%}"))
     self._save(state)
@@ -307,7 +304,7 @@ def rollback_canary(self:CanaryDeployment,
         if not state or state['status'] != 'running':
             last = f" (the last rollout, of {state['canary']}, {state['status']}: {state.get('reason', '')})" if state else ''
             raise ValueError(f"no rollout of model {self.registry.name!r} is running{last}; nothing was changed")
-        self.registry.delete_tag(_SPLIT)
+        self.registry.delete_tag(SPLIT_TAG)
         state.update(status='rolled_back', reason=reason)
         state['log'].append(dict(time=_now(), event=f'rolled back: {reason}'))
         self._save(state)
@@ -341,7 +338,7 @@ def advance(self:CanaryDeployment,
             self._set_step(state); return state
         self.registry.set_alias(CHAMPION, state['canary_number'], _by_rollout=True,
                                 reason=f"canary {state['canary']} promoted after {len(state['shares'])} steps")
-        self.registry.delete_tag(_SPLIT)
+        self.registry.delete_tag(SPLIT_TAG)
         state.update(status='promoted'); state['log'].append(dict(time=_now(),
                                                                   event=f"{state['canary']} promoted to champion"))
         self._save(state)

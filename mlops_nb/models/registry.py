@@ -17,7 +17,7 @@ import contextlib, io, json, os, random, socket, threading, time, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from fastcore.basics import patch, store_attr
+from fastcore.basics import patch
 from ..config import point_mlflow
 
 # %% auto #0
@@ -28,21 +28,15 @@ __all__ = ['CHAMPION', 'CHALLENGER', 'LABEL_TAG', 'SPLIT_TAG', 'ROLLOUT_TAG', 'M
 @dataclass
 class ModelVersion:
     "One registered version: the seed's fields plus MLflow's"
-    version:str; model_path:str; metrics:dict; created_at:datetime
-    name:str=''; number:str=''; run_id:str|None=None; aliases:list=field(default_factory=list); tags:dict=field(default_factory=dict)
-    def __init__(self,
-        version:str, # The user's label (the seed's `'v1.0'`), or MLflow's number when it has none
-        model_path:str, # The model URI MLflow registered, e.g. `'models:/m-…'`
-        metrics:dict, # Metrics kept on the version
-        created_at:datetime, # When it was registered (UTC)
-        name:str='', # The registered model's name
-        number:str='', # MLflow's version number, e.g. `'3'`
-        run_id:str|None=None, # The run that logged the model
-        aliases:list|None=None, # The aliases pointing at it, e.g. `['champion']`
-        tags:dict|None=None, # The version's tags
-    ):
-        store_attr('version,model_path,metrics,created_at,name,number,run_id')
-        self.aliases, self.tags = [] if aliases is None else aliases, {} if tags is None else tags
+    version:str # The user's label (the seed's `'v1.0'`), or MLflow's number when it has none
+    model_path:str # The model URI MLflow registered, e.g. `'models:/m-…'`
+    metrics:dict # Metrics kept on the version
+    created_at:datetime # When it was registered (UTC)
+    name:str='' # The registered model's name
+    number:str='' # MLflow's version number, e.g. `'3'`
+    run_id:str|None=None # The run that logged the model
+    aliases:list=field(default_factory=list) # The aliases pointing at it, e.g. `['champion']`
+    tags:dict=field(default_factory=dict) # The version's tags
     def __repr__(self): return f"ModelVersion({self.name}:{self.number} {self.version!r}, aliases={self.aliases}, metrics={self.metrics})"
 
 # %% ../../nbs/20_models.registry.ipynb #12eb7ac7

@@ -204,17 +204,6 @@ def info(self:LoadedModel)->dict:
                 online_features=self.online,
                 signature=None if self.signature is None else self.signature.to_dict(), lineage=getattr(self, 'lineage', None))
 
-# %% ../../nbs/22_models.serving.ipynb #fb1f7583
-class RequestError(ValueError):
-    "A request the model can't answer; `status` is the HTTP status to return"
-    def __init__(self,
-                 msg,         # What is wrong with the request, and what to send instead
-                 status=422,  # The HTTP status of the answer
-                ): super().__init__(msg); self.status = status
-
-# %% ../../nbs/22_models.serving.ipynb #92b73b74
-MAX_FEATURE_ABS = 1e100    # past this, float arithmetic in ordinary models overflows (1e308 * a weight is infinity)
-
 # %% ../../nbs/22_models.serving.ipynb #a6424be0
 def _json_name(v)->str:
     "How a JSON value looks to the sender"
@@ -233,6 +222,17 @@ def _rows_preamble(rows, max_rows):
     if not isinstance(rows, list): raise RequestError(f'expected a list of rows, got {_json_name(rows)}')
     if not rows: raise RequestError('the batch is empty: send at least one row')
     if len(rows) > max_rows: raise RequestError(f'the batch has {len(rows)} rows; the limit is {max_rows}: split it', 413)
+
+# %% ../../nbs/22_models.serving.ipynb #fb1f7583
+class RequestError(ValueError):
+    "A request the model can't answer; `status` is the HTTP status to return"
+    def __init__(self,
+                 msg,         # What is wrong with the request, and what to send instead
+                 status=422,  # The HTTP status of the answer
+                ): super().__init__(msg); self.status = status
+
+# %% ../../nbs/22_models.serving.ipynb #92b73b74
+MAX_FEATURE_ABS = 1e100    # past this, float arithmetic in ordinary models overflows (1e308 * a weight is infinity)
 
 # %% ../../nbs/22_models.serving.ipynb #1dc6a02e
 def _in_order(rows:list, names)->list:
@@ -700,11 +700,17 @@ def online(self:ModelServer):
                         raise RequestError(f'the online store can\'t be reached, so entities can\'t be looked up: {e}', 503) from None
     return self._online
 
-# %% ../../nbs/22_models.serving.ipynb #4cc45816
-def _entity_row(m:LoadedModel, plan:dict, raw:dict, absent:set, eid:str, max_abs:float)->tuple:
-    "(row, imputed) of entity `eid` for version `m` from its `raw` stored values, or a `RequestError` 404/422 naming the problem"
+# %% ../../nbs/22_models.serving.ipynb #a93596fd
+def _row_rules(m:LoadedModel)->tuple:
+    "`(fills, may_miss, categories)` of version `m`: what its pipeline imputes, which features may be absent, strict categories"
     fills = set(m.fep.imputed_features_) if m.fep is not None else set()
     may_miss = fills if m.fep is not None else m.optional      # the pipeline's imputation decides; else the signature
+    return fills, may_miss, _strict_categories(m)
+
+# %% ../../nbs/22_models.serving.ipynb #4cc45816
+def _entity_row(m:LoadedModel, plan:dict, raw:dict, absent:set, eid:str, max_abs:float, rules:tuple|None=None)->tuple:
+    "(row, imputed) of entity `eid` for version `m` from its `raw` stored values, or a `RequestError` 404/422 naming the problem"
+    fills, may_miss, cats = rules or _row_rules(m)       # `answer_entities` passes them, made once per version
     missing = [c for c in m.columns if raw[c] is None]
     unfilled = [c for c in missing if c not in may_miss]
     if unfilled:
@@ -715,7 +721,6 @@ def _entity_row(m:LoadedModel, plan:dict, raw:dict, absent:set, eid:str, max_abs
     row = {c: None if raw[c] is None else _cell(raw[c], (m.types or {}).get(c, 'double'), True,
                                                  f'feature {c!r} of entity {eid!r} in the online store', max_abs)
            for c in m.columns}
-    cats = _strict_categories(m)
     if (new := next(((c, row[c]) for c in cats if c in row and row[c] is not None and str(row[c]) not in cats[c]), None)):
         raise RequestError(f"feature {new[0]!r} of entity {eid!r} in the online store is {new[1]!r}, a category never seen "
                            f"in training (known: {sorted(cats[new[0]])[:10]})", 422)
@@ -734,6 +739,7 @@ def answer_entities(self:ModelServer,
     for i, e in enumerate(ids):
         m = self.pick(key or e); routed.setdefault(m.version, (m, []))[1].append(i)
     plans = {v: _plan(m) for v, (m, _) in routed.items()}
+    rules = {v: _row_rules(m) for v, (m, _) in routed.items()}   # once per version, not per entity
     for m, _ in routed.values(): _entity_type_ok(m, ids)
     groups = sorted({g for p in plans.values() for g, _ in p.values()})
     try: stored = self.online.get_rows(ids, groups)
@@ -747,7 +753,7 @@ def answer_entities(self:ModelServer,
             versions[i] = m.version
             feats[i] = raw = {c: (stored[g][i] or {}).get(f) for c, (g, f) in plans[v].items()}
             absent = {g for g, _ in plans[v].values() if stored[g][i] is None}
-            try: row, imputed[i] = _entity_row(m, plans[v], raw, absent, ids[i], self.max_abs)
+            try: row, imputed[i] = _entity_row(m, plans[v], raw, absent, ids[i], self.max_abs, rules[v])
             except RequestError as e: errors[i], status[i] = str(e), e.status; continue
             ok.append(i); rows.append(row)
         if not ok: continue
