@@ -480,8 +480,8 @@ def _win_reason(self:ABTest, best)->str:
     pct = self.scale == 'relative'
     what = 'lift' if pct else 'difference'
     return (f"{best.variant!r} improves {self.metrics[0]!r} by {fmt_number(best['lift'], True)} (difference "
-                                  f"{fmt_number(best['diff'])}; {what} {best.ci_level*100:.4g}% "
-                                  f"{'always-valid ' if self.sequential else ''}CI "
+                                  f"{fmt_number(best['diff'])}; {best.ci_level*100:.4g}% "
+                                  f"{'always-valid ' if self.sequential else ''}CI of the {what} "
                                   f"{fmt_number(best.ci_low, pct)} to {fmt_number(best.ci_high, pct)}, adjusted "
                                   f"p={best.p_value_adj:.3g}); "
                                   f"no sample ratio mismatch, no guardrail got worse")

@@ -267,8 +267,10 @@ def _problems(err, df=None, limit:int=10)->list:
                   if bad is not None and len(bad) else '')
             lines.append(f"  - {col}: its dtype is {got}; the schema says {want}{ex}"); continue
         if col in bad_dtype: continue      # the checks of a column of the wrong type only repeat that
-        ex = ', '.join(map(repr, g.failure_case.head(3).tolist()))
         rows = [int(i) for i in g['index'].dropna().head(3)] if 'index' in g else []
+        vals = g.failure_case.head(3).tolist()          # pandera's failure table holds them as floats: show the data's own
+        if df is not None and col in df and rows and all(r in df.index for r in rows): vals = df[col].loc[rows].tolist()
+        ex = ', '.join(map(repr, vals))
         lines.append(f"  - {col}: " + (f"{len(g)} row(s) fail {check}, e.g. {ex} (rows {rows})" if rows else f"{check}: {ex}"))
     return lines[:limit] + ([f"  - … and {len(lines) - limit} more"] if len(lines) > limit else [])
 

@@ -261,6 +261,8 @@ def stored_schema(self:OfflineFeatureStore, group:str, # A feature group of this
             for f in meta['features'] if f in df.columns}
 
 # %% ../../nbs/11_features.offline.ipynb #2159c72e
+_KEY_COLUMNS = {'__key', '__rkey', '__ent', '__times'}   # the columns a key file adds to the features
+
 def _check_columns(df:pd.DataFrame):
     bad = [c for c in df.columns if not isinstance(c, str)]
     if bad: raise TypeError(f"column names must be strings; this frame has {bad}")
@@ -311,6 +313,8 @@ def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|Non
     ts = _utc_times(df[timestamp_col])
     if n := int(ts.isna().sum()): raise ValueError(f"column {timestamp_col!r} is missing in {n} of {len(df)} rows: every row needs an event time; drop or fill those rows")
     feats = [c for c in df.columns if c not in (entity_col, timestamp_col)]
+    if not meta and (taken := [f for f in feats if f in _KEY_COLUMNS]):
+        raise ValueError(f"feature name(s) {taken} are the store's own (its join keys use {sorted(_KEY_COLUMNS)}): rename them")
     if meta and sorted(feats) != sorted(meta['features']):
         raise ValueError(f"group {group!r} has features {meta['features']}; this frame has {feats}")
     if meta: feats = meta['features']

@@ -64,9 +64,9 @@ def _versions_html(registry:FeatureRegistry, group:str)->str:
     except Exception: vs = []
     if not vs: return '<i>no registered definition for this group</i>'
     return '<b>Definition versions</b>' + ''.join(
-        f'<details{" open" if i == 0 else ""}><summary>v{v.version} · {v.created_at:%Y-%m-%d %H:%M} · '
-        f'{html.escape(v.owner)} · '
-        f'{html.escape(v.description)}</summary><pre>{html.escape(v.computation_logic.strip())}</pre></details>'
+        f'<details{" open" if i == 0 else ""}><summary>'
+        + ' · '.join(html.escape(s) for s in (f'v{v.version}', f'{v.created_at:%Y-%m-%d %H:%M}', v.owner, v.description) if s)
+        + f'</summary><pre>{html.escape(v.computation_logic.strip())}</pre></details>'
         for i, v in enumerate(reversed(vs)))
 
 # %% ../../nbs/71_widgets.features.ipynb #834b9913
