@@ -139,6 +139,8 @@ def test_refusals_match(stores, spark):
     frac = pd.DataFrame({'entity_id': [1.5], 'event_timestamp': [day(0)], 'amount': [1.], 'kind': ['a']})
     both(lambda: emb.write('txn', frac), lambda: sp.write('txn', spark.createDataFrame(frac)), ValueError)
     both(lambda: emb.write('bad name', a), lambda: sp.write('bad name', a), ValueError)
+    taken = a.rename(columns={'kind': '__key'})                           # a key file's own column name, for a new group
+    assert "are the store's own" in both(lambda: emb.write('new', taken), lambda: sp.write('new', spark.createDataFrame(taken.astype({'entity_id': 'str'}))), ValueError)
     both(lambda: emb.write('txn', [1]), lambda: sp.write('txn', [1]), TypeError)
     e = ents()
     e_sp = spark.createDataFrame(pd.DataFrame({'entity_id': ['2', '1'], 'event_timestamp': [day(1), day(2)], 'label': [0, 1]}))
@@ -152,6 +154,7 @@ def test_refusals_match(stores, spark):
          lambda: sp.get_historical_features(e_sp.selectExpr('entity_id', "'later' AS event_timestamp", 'label'), ['amount']), ValueError)
     both(lambda: emb.get_historical_features([1], ['amount']), lambda: sp.get_historical_features([1], ['amount']), TypeError)
     assert list(sp.storage_path.glob('txn/part-*.parquet')).__len__() == 1    # nothing refused was written
+    assert not (sp.storage_path / 'new').exists()
 
 
 def test_materialize_to_redis_and_sqlite(stores, spark, redis_url, tmp_path):

@@ -38,8 +38,8 @@ except ImportError: fcntl = None      # Windows: leftover temp files are removed
 
 # %% auto #0
 __all__ = ['GROUP_NAME', 'FeatureStore', 'entity_id_error', 'normalize_entity_id', 'normalize_entity_ids', 'join_memory',
-           'check_group_name', 'locked_temp_file', 'remove_if_abandoned', 'OfflineFeatureStore', 'key_file_path',
-           'create_group_file', 'parse_ttl', 'OutOfCoreJoin']
+           'check_group_name', 'locked_temp_file', 'remove_if_abandoned', 'OfflineFeatureStore', 'check_feature_names',
+           'key_file_path', 'create_group_file', 'parse_ttl', 'OutOfCoreJoin']
 
 # %% ../../nbs/11_features.offline.ipynb #17f621c8
 class FeatureStore:
@@ -261,13 +261,21 @@ def stored_schema(self:OfflineFeatureStore, group:str, # A feature group of this
             for f in meta['features'] if f in df.columns}
 
 # %% ../../nbs/11_features.offline.ipynb #2159c72e
-_KEY_COLUMNS = {'__key', '__rkey', '__ent', '__times'}   # the columns a key file adds to the features
-
 def _check_columns(df:pd.DataFrame):
     bad = [c for c in df.columns if not isinstance(c, str)]
     if bad: raise TypeError(f"column names must be strings; this frame has {bad}")
     dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup: raise ValueError(f"the frame has the column(s) {dup} more than once")
+
+# %% ../../nbs/11_features.offline.ipynb #f340e30b
+_KEY_COLUMNS = {'__key', '__rkey', '__ent', '__times'}   # the columns a key file adds to the features
+
+def check_feature_names(feats:list, # The feature columns of a new group
+                       ):
+    "Refuse feature names a key file uses for its own columns, so a new group can always be keyed"
+    if taken := [f for f in feats if f in _KEY_COLUMNS]:
+        raise ValueError(f"feature name(s) {taken} are the store's own (its join keys use {sorted(_KEY_COLUMNS)}): rename them")
+
 
 # %% ../../nbs/11_features.offline.ipynb #e9925067
 def _utc_times(ts:pd.Series)->pd.Series:
@@ -313,8 +321,7 @@ def _prepare(self:OfflineFeatureStore, group:str, df:pd.DataFrame, meta:dict|Non
     ts = _utc_times(df[timestamp_col])
     if n := int(ts.isna().sum()): raise ValueError(f"column {timestamp_col!r} is missing in {n} of {len(df)} rows: every row needs an event time; drop or fill those rows")
     feats = [c for c in df.columns if c not in (entity_col, timestamp_col)]
-    if not meta and (taken := [f for f in feats if f in _KEY_COLUMNS]):
-        raise ValueError(f"feature name(s) {taken} are the store's own (its join keys use {sorted(_KEY_COLUMNS)}): rename them")
+    if not meta: check_feature_names(feats)
     if meta and sorted(feats) != sorted(meta['features']):
         raise ValueError(f"group {group!r} has features {meta['features']}; this frame has {feats}")
     if meta: feats = meta['features']

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from .offline import (OfflineFeatureStore, normalize_entity_ids, normalize_entity_id, entity_id_error,
-                                      check_group_name, create_group_file, locked_temp_file, parse_ttl,
+                                      check_group_name, check_feature_names, create_group_file, locked_temp_file,
+                                      parse_ttl,
                                       remove_if_abandoned)
 
 # %% auto #0
@@ -164,6 +165,7 @@ def _prepare_spark(self:SparkOfflineStore, group:str, sdf, meta:dict|None, entit
     if unread: raise ValueError(f"column {timestamp_col!r} must hold timestamps")
     if nt: raise ValueError(f"column {timestamp_col!r} is missing in {nt} of {n} rows: every row needs an event time; drop or fill those rows")
     feats = [c for c in cols if c not in (entity_col, timestamp_col)]
+    if not meta: check_feature_names(feats)
     if meta and sorted(feats) != sorted(meta['features']):
         raise ValueError(f"group {group!r} has features {meta['features']}; this frame has {feats}")
     if meta: feats = meta['features']
