@@ -154,8 +154,7 @@ def untested_definitions(cells:list) -> list:
 def test_the_cell_checkers_see_what_they_should():
     cells = ['#| export\ndef f(x): return x\n\n', 'test_eq(f(1), 1)', '#| export\nclass G: pass', 'G()',
              '#| export\ndef _h(): pass']
-    test_eq = lambda a, b: a == b
-    assert test_eq(export_cell_lines(cells[0]), 1) and export_cell_lines('#| export\n#| hide\nx = 1\ny = 2') == 2
+    assert export_cell_lines(cells[0]) == 1 and export_cell_lines('#| export\n#| hide\nx = 1\ny = 2') == 2
     assert untested_definitions(cells) == ['G']          # G is used, never tested; _h is private
     built = ['#| export\nclass K:\n    def __init__(self): self.go()', '#| export\n@patch\ndef go(self:K): return 1',
              'test_eq(K().go(), 1)']                       # a class whose constructor needs its methods: tested after them

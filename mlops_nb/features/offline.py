@@ -389,7 +389,7 @@ def _key_table(t, meta:dict, group:str, ranked:bool=True):
 def _write_key(kt, f:Path)->Path:
     "Write key table `kt` for data file `f`, to a locked temp file renamed into place (as every file of the store)"
     import pyarrow as pa
-    k = key_file_path(f, ranked=b'"ranked"' in kt.schema.metadata[b'mlops_nb.key'])
+    k = key_file_path(f, ranked=json.loads(kt.schema.metadata[b'mlops_nb.key']).get('ranked', False))
     with locked_temp_file(k.with_name(k.name + '.tmp')) as fh:
         with pa.ipc.new_file(fh, kt.schema) as w: w.write_table(kt)
         fh.flush(); os.replace(k.with_name(k.name + '.tmp'), k)
